@@ -1,0 +1,53 @@
+# Attestly — the two commands: `make demo` and `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.attestly-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo airflow test test-unit test-integration lint fixes bench stop clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the pinned requirements and the package
+
+demo: setup ## the whole cycle on the embedded local stack
+	$(BIN)/attestly demo
+
+airflow: setup ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
+	$(BIN)/python -m attestly.stack.airflow_services
+
+test: setup ## all tests (unit, DAG policy, integration on the real local stack)
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest -m unit
+
+test-integration: setup
+	$(BIN)/pytest -m integration
+
+lint: setup ## ruff, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fixes: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup ## benchmarks against same-run baselines; writes bench/results/latest.json
+	$(BIN)/python -m bench
+
+stop: ## stop every process the local stack started
+	@test -x $(BIN)/attestly && $(BIN)/attestly stack down || true
+
+clean: stop ## stop the stack and delete its state (.attestly/)
+	rm -rf .attestly

@@ -1,0 +1,261 @@
+"""The ``attestly`` command line (a contract: see README).
+
+Exit codes: 0 success, 1 a check found a problem, 2 bad input or configuration. ``--json`` prints one
+JSON document on stdout for machines; human output goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input or configuration (exit 2)."""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _parse_ts(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a timestamp (ISO 8601)") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _stack_env() -> None:
+    """Use the embedded stack's connections unless the caller already provides them."""
+    import os
+
+    from attestly.stack import core
+
+    if os.environ.get("AIRFLOW_CONN_ATTESTLY_DB"):
+        return
+    if core.paths().state.exists():
+        core.apply_environment()
+
+
+# ----------------------------------------------------------------------------------------------- stack
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from attestly.stack import core
+
+    if args.action == "up":
+        st = core.up()
+        _print_status(st, as_json=args.json)
+        return EXIT_OK if st["healthy"] else EXIT_PROBLEM
+    if args.action == "down":
+        stopped = core.down()
+        if args.json:
+            _print_json({"stopped": stopped})
+        else:
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return EXIT_OK
+    if args.action == "status":
+        st = core.status()
+        _print_status(st, as_json=args.json)
+        return EXIT_OK if st["healthy"] else EXIT_PROBLEM
+    if args.action == "env":
+        if not core.paths().state.exists():
+            raise UsageError("no local stack yet: run `attestly stack up` first")
+        env = core.environment()
+        if args.json:
+            _print_json(env)
+        else:
+            import shlex
+
+            for key, value in sorted(env.items()):
+                print(f"export {key}={shlex.quote(value)}")
+        return EXIT_OK
+    raise UsageError(f"unknown stack action {args.action!r}")
+
+
+def _print_status(st: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        _print_json(st)
+        return
+    print(f"stack home: {st['home']}")
+    if not st["services"]:
+        print("not set up: run `attestly stack up`")
+        return
+    for name, s in st["services"].items():
+        mark = "ok  " if s["healthy"] else "DOWN"
+        pid = f" pid {s['pid']}" if s.get("pid") else ""
+        print(f"  [{mark}] {name:<9} {s['address']}{pid}  {s['detail']}")
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from attestly.policy import check_policy_cli
+
+    return check_policy_cli(args.policy_dir, args.json)
+
+
+# ------------------------------------------------------------------------------------------------ seed
+
+
+def cmd_seed_audit(args: argparse.Namespace) -> int:
+    from attestly.audit import seed
+
+    _stack_env()
+    try:
+        injections = [seed.parse_injection(spec) for spec in args.inject]
+    except seed.InjectionError as exc:
+        raise UsageError(str(exc)) from exc
+    sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
+    try:
+        report = seed.seed_audit(
+            start=args.start,
+            days=args.days,
+            events_per_day=args.events_per_day,
+            sources=sources,
+            injections=injections,
+            random_seed=args.random_seed,
+        )
+    except seed.SeedError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        _print_json(report)
+    else:
+        print(
+            f"loaded {report['rows']} events for {len(report['sources'])} sources "
+            f"({report['start']} .. {report['end']}) in {report['seconds']:.1f}s "
+            f"({report['rows_per_second']:.0f} events/s)"
+        )
+        for inj in report["injected"]:
+            print(f"  planted {inj['kind']}: {inj['count']} ({inj['summary']})")
+    return EXIT_OK
+
+
+def cmd_seed_aws(args: argparse.Namespace) -> int:
+    from attestly.collectors import aws_seed
+    from attestly.collectors.aws import AccountTarget
+    from attestly.policy import load_policy
+
+    _stack_env()
+    policy = load_policy(args.policy_dir)
+    accounts = [
+        AccountTarget(
+            id=a.id,
+            name=a.name,
+            role_arn=a.role_arn,
+            regions=tuple(a.regions),
+            endpoint_url=a.endpoint_url or None,
+        )
+        for a in policy.aws.accounts
+    ]
+    expected = aws_seed.seed_aws_estate(accounts=accounts)
+    if args.json:
+        _print_json(expected)
+    else:
+        print(f"seeded the AWS estate in {len(accounts)} accounts; planted findings:")
+        for collector, by_status in sorted(expected.items()):
+            fails = by_status.get("fail", [])
+            print(f"  {collector}: {len(fails)} failing")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from attestly import demo
+
+    return demo.run(days=args.days, events_per_day=args.events_per_day)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attestly",
+        description="Compliance evidence and retention on Apache Airflow. Exit codes: 0 ok, 1 a check "
+        "found a problem, 2 bad input or configuration.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stack", help="the embedded local stack (PostgreSQL, moto S3/KMS, SMTP, Airflow home)")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("policy", help="policy as code")
+    psub = p.add_subparsers(dest="policy_action", required=True)
+    pc = psub.add_parser("check", help="validate include/policy (or --policy-dir)")
+    pc.add_argument("--policy-dir", type=Path, default=None)
+    pc.add_argument("--json", action="store_true")
+    pc.set_defaults(func=cmd_policy_check)
+
+    p = sub.add_parser("seed", help="synthetic data for the demo and tests")
+    ssub = p.add_subparsers(dest="seed_action", required=True)
+    sa = ssub.add_parser(
+        "audit",
+        help="load synthetic audit events with COPY",
+        description="Load synthetic audit events. --inject KIND:key=value,... plants a fault: "
+        "gap:source=S,start=TS,hours=H | seq-hole:source=S,count=N | duplicate:count=N | "
+        "null:column=C,count=N | bad-enum:column=C,count=N | phi-leak:count=N | chain-break:count=N | "
+        "future:count=N",
+    )
+    sa.add_argument("--start", type=_parse_date, required=True, help="first day (UTC), YYYY-MM-DD")
+    sa.add_argument("--days", type=int, required=True)
+    sa.add_argument("--events-per-day", type=int, required=True)
+    sa.add_argument("--sources", default=None, help="comma-separated subset of sources.yaml sources")
+    sa.add_argument("--inject", action="append", default=[], metavar="SPEC")
+    sa.add_argument("--random-seed", type=int, default=None, help="reproducible data (default: from --start)")
+    sa.add_argument("--json", action="store_true", help="print exactly what was planted")
+    sa.set_defaults(func=cmd_seed_audit)
+    sw = ssub.add_parser("aws", help="build a known estate of compliant and non-compliant resources")
+    sw.add_argument("--policy-dir", type=Path, default=None)
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func=cmd_seed_aws)
+
+    p = sub.add_parser("demo", help="what `make demo` runs: the whole cycle on the local stack")
+    p.add_argument("--days", type=int, default=2)
+    p.add_argument("--events-per-day", type=int, default=2000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        print(f"attestly: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        # Configuration errors from the policy loader carry their own exit code.
+        from attestly.policy import PolicyErrors
+
+        if isinstance(exc, PolicyErrors):
+            for err in exc.errors:
+                print(f"attestly: policy error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

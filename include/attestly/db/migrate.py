@@ -1,0 +1,98 @@
+"""A small, strict migration runner: ordered SQL files, each applied once, in one transaction.
+
+Files live in ``attestly/db/migrations/<database>/NNNN_name.sql``. The table
+``public.attestly_schema_migrations`` in each database records version, name, SHA-256 and time; a file
+whose content changed after it was applied is an error (migrations are append-only, like the data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from attestly.stack.core import Server
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+LOCK_ID = 0x41747465  # "Atte": one migrator at a time per database
+
+
+class MigrationError(RuntimeError):
+    """A migration failed or was altered after being applied; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    database: str
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def migrations(database: str) -> list[Migration]:
+    found = []
+    for path in sorted((MIGRATIONS_DIR / database).glob("*.sql")):
+        version, _, name = path.stem.partition("_")
+        if not version.isdigit():
+            raise MigrationError(f"{path}: migration file names start with a number (NNNN_name.sql)")
+        found.append(Migration(database, version, name, path))
+    return found
+
+
+def migrate(conninfo: str, database: str) -> list[str]:
+    """Apply pending migrations for ``database`` over ``conninfo`` (a superuser). Returns applied names."""
+    import psycopg
+
+    applied: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS public.attestly_schema_migrations (
+                       version text PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            conn.execute("REVOKE ALL ON public.attestly_schema_migrations FROM PUBLIC")
+            done = {
+                row[0]: row[1]
+                for row in conn.execute("SELECT version, sha256 FROM public.attestly_schema_migrations")
+            }
+            for m in migrations(database):
+                if m.version in done:
+                    if done[m.version] != m.checksum:
+                        raise MigrationError(
+                            f"{m.path}: changed after it was applied (recorded sha256 {done[m.version][:12]}…, "
+                            f"file {m.checksum[:12]}…); add a new migration instead"
+                        )
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(m.sql)  # type: ignore[call-overload]  # trusted SQL files shipped in the package
+                        conn.execute("RESET ROLE")
+                        conn.execute(
+                            "INSERT INTO public.attestly_schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                            (m.version, m.name, m.checksum),
+                        )
+                except psycopg.Error as exc:
+                    raise MigrationError(f"{m.path}: {exc}") from exc
+                applied.append(f"{database}/{m.path.name}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
+    return applied
+
+
+def migrate_all(srv: Server) -> list[str]:
+    applied = []
+    for database in ("audit", "attestly"):
+        applied += migrate(srv.admin_conninfo(database), database)
+    return applied

@@ -1,0 +1,143 @@
+"""Processes the stack starts, recorded so that ``down`` stops exactly those and nothing else.
+
+A process is recorded with its pid and its start time (from ``/proc``), so a recycled pid that now
+belongs to someone else's process is never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Proc:
+    name: str
+    pid: int
+    create_time: float
+    log: str
+
+    def alive(self) -> bool:
+        try:
+            p = psutil.Process(self.pid)
+            return abs(p.create_time() - self.create_time) < 0.5 and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+
+class ProcTable:
+    """A JSON file of the processes this stack owns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Proc]:
+        if not self.path.exists():
+            return {}
+        raw = json.loads(self.path.read_text())
+        return {name: Proc(**p) for name, p in raw.items()}
+
+    def save(self, procs: dict[str, Proc]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in procs.items()}, indent=2))
+        tmp.replace(self.path)
+
+    def add(self, proc: Proc) -> None:
+        procs = self.load()
+        procs[proc.name] = proc
+        self.save(procs)
+
+    def remove(self, name: str) -> None:
+        procs = self.load()
+        procs.pop(name, None)
+        self.save(procs)
+
+
+def spawn(
+    name: str, argv: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Proc:
+    """Start a detached process (own session, so it survives the CLI and is stopped as a group)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        p = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Proc(name=name, pid=p.pid, create_time=psutil.Process(p.pid).create_time(), log=str(log))
+
+
+def stop(proc: Proc, *, timeout: float = 10.0) -> bool:
+    """SIGTERM the process group the stack started, then SIGKILL what is left. True if it was running."""
+    if not proc.alive():
+        return False
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return False
+    # Only signal the group if the process leads it (it does: start_new_session).
+    target_group = pgid == proc.pid
+    try:
+        if target_group:
+            os.killpg(pgid, signal.SIGTERM)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        time.sleep(0.1)
+    if proc.alive():
+        try:
+            if target_group:
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Reap leftovers of the group (children that ignored SIGTERM).
+    if target_group:
+        for child in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(child.pid) == pgid:
+                    child.kill()
+            except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+                continue
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, *, timeout: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up; see {proc.log}")
+        time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open within {timeout:.0f}s")
