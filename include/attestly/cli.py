@@ -175,6 +175,120 @@ def cmd_seed_aws(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------- evidence
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from attestly import config
+    from attestly.connections import ConnectionNotFound, aws_client
+    from attestly.signing import SigningError, load_public_key, signer_from_connection
+    from attestly.verify import ledger_rows, verify_bucket
+
+    _stack_env()
+    try:
+        if args.public_key:
+            public_pem = load_public_key(args.public_key)
+        else:
+            try:
+                public_pem = signer_from_connection().public_key_pem()
+            except (ConnectionNotFound, SigningError) as exc:
+                raise UsageError(f"--public-key FILE is required here ({exc})") from exc
+    except SigningError as exc:
+        raise UsageError(str(exc)) from exc
+    s3 = aws_client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else aws_client("s3")
+    rows = None
+    if args.ledger:
+        rows = ledger_rows()
+    report = verify_bucket(
+        s3=s3,
+        bucket=args.bucket or config.evidence_bucket(),
+        public_key_pem=public_pem,
+        start=_as_utc(args.from_date),
+        end=_as_utc(args.to_date, end_of_day=True),
+        concurrency=args.concurrency,
+        ledger_entries=rows,
+    )
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for line in report.summary_lines():
+            print(line)
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _as_utc(d: date | None, *, end_of_day: bool = False) -> datetime | None:
+    if d is None:
+        return None
+    from datetime import timedelta
+
+    ts = datetime(d.year, d.month, d.day, tzinfo=UTC)
+    return ts + timedelta(days=1) if end_of_day else ts
+
+
+def cmd_evidence_list(args: argparse.Namespace) -> int:
+    from attestly.ledger import Ledger
+
+    _stack_env()
+    start, end = _as_utc(args.from_date), _as_utc(args.to_date, end_of_day=True)
+    rows = []
+    with Ledger.connect() as ledger:
+        for e in ledger.entries(kind="evidence"):
+            b = e.body
+            if args.collector and b.get("collector") != args.collector:
+                continue
+            if args.control and args.control not in b.get("controls", []):
+                continue
+            p_start = datetime.fromisoformat(b["period_start"].replace("Z", "+00:00"))
+            p_end = datetime.fromisoformat(b["period_end"].replace("Z", "+00:00"))
+            if (start and p_end <= start) or (end and p_start >= end):
+                continue
+            rows.append({"seq": e.seq, **b})
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            scope = "/".join(str(v) for _, v in sorted(r.get("scope", {}).items()))
+            print(
+                f"{r['sha256'][:16]}  {r['period_start'][:10]}  {r['result']:<14} {r['collector']:<34} {scope}"
+            )
+        print(f"{len(rows)} evidence item(s)")
+    return EXIT_OK
+
+
+def cmd_evidence_show(args: argparse.Namespace) -> int:
+    from attestly import config
+    from attestly.connections import aws_client
+    from attestly.evidence import object_key, parse_item, sha256_hex
+
+    _stack_env()
+    digest = args.sha256.lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise UsageError(f"{args.sha256!r} is not a SHA-256 (64 hex digits)")
+    s3 = aws_client("s3")
+    try:
+        raw = s3.get_object(Bucket=config.evidence_bucket(), Key=object_key(digest))["Body"].read()
+    except s3.exceptions.ClientError as exc:
+        print(
+            f"attestly: no evidence object {object_key(digest)} ({exc.response['Error']['Code']})",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    if sha256_hex(raw) != digest:
+        print(f"attestly: {object_key(digest)} does not hash to its name: ALTERED", file=sys.stderr)
+        return EXIT_PROBLEM
+    _print_json(parse_item(raw))
+    return EXIT_OK
+
+
+def cmd_quality_run(args: argparse.Namespace) -> int:
+    from attestly.quality import quality_cli
+
+    _stack_env()
+    if args.to_ts <= args.from_ts:
+        raise UsageError(f"--to {args.to_ts.isoformat()} must be after --from {args.from_ts.isoformat()}")
+    return quality_cli(args.from_ts, args.to_ts, args.json)
+
+
 # ------------------------------------------------------------------------------------------------ demo
 
 
@@ -229,6 +343,49 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--policy-dir", type=Path, default=None)
     sw.add_argument("--json", action="store_true")
     sw.set_defaults(func=cmd_seed_aws)
+
+    p = sub.add_parser(
+        "verify",
+        help="verify the evidence bucket from its signed digests (bucket + public key alone)",
+        description="Re-hash every evidence object, check version ids, lock mode and retain-until, every "
+        "digest signature and the chain. Exit 1 on any problem.",
+    )
+    p.add_argument(
+        "--from", dest="from_date", type=_parse_date, default=None, help="first day of evidence to check"
+    )
+    p.add_argument(
+        "--to", dest="to_date", type=_parse_date, default=None, help="last day of evidence to check"
+    )
+    p.add_argument("--bucket", default=None, help="evidence bucket (default $ATTESTLY_EVIDENCE_BUCKET)")
+    p.add_argument("--public-key", type=Path, default=None, help="PEM public key the digests are signed with")
+    p.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, a local emulator)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--ledger", action="store_true", help="also cross-check the ledger database (attestly_db)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("evidence", help="read evidence back")
+    esub = p.add_subparsers(dest="evidence_action", required=True)
+    el = esub.add_parser("list", help="evidence items in the ledger")
+    el.add_argument("--from", dest="from_date", type=_parse_date, default=None)
+    el.add_argument("--to", dest="to_date", type=_parse_date, default=None)
+    el.add_argument("--collector", default=None)
+    el.add_argument("--control", default=None, help="e.g. soc2:CC6.1")
+    el.add_argument("--json", action="store_true")
+    el.set_defaults(func=cmd_evidence_list)
+    es = esub.add_parser("show", help="print one evidence item (checked against its hash)")
+    es.add_argument("sha256")
+    es.set_defaults(func=cmd_evidence_show)
+
+    p = sub.add_parser("quality", help="audit-log completeness and integrity (Great Expectations)")
+    qsub = p.add_subparsers(dest="quality_action", required=True)
+    qr = qsub.add_parser(
+        "run", help="run the suite over an interval outside Airflow; exit 1 if a check fails"
+    )
+    qr.add_argument("--from", dest="from_ts", type=_parse_ts, required=True)
+    qr.add_argument("--to", dest="to_ts", type=_parse_ts, required=True)
+    qr.add_argument("--json", action="store_true")
+    qr.set_defaults(func=cmd_quality_run)
 
     p = sub.add_parser("demo", help="what `make demo` runs: the whole cycle on the local stack")
     p.add_argument("--days", type=int, default=2)

@@ -1,0 +1,55 @@
+"""KMS collector (per account x region). Resource: ``kms:<account>:<region>:key/<key-id>``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from attestly.collectors.aws._common import (
+    CollectorResult,
+    CollectorSpec,
+    bad,
+    ok,
+    paginate,
+    skip,
+    summary,
+)
+from attestly.evidence import Finding
+
+if TYPE_CHECKING:
+    from boto3 import Session
+
+
+def key_rotation(
+    session: Session, *, region: str, account_id: str, params: Mapping[str, Any]
+) -> CollectorResult:
+    """Customer-managed symmetric encryption keys (KMS-generated key material) that are ``Enabled``
+    must have automatic rotation on. AWS-managed keys are skipped (no finding); other customer keys
+    (disabled, pending deletion, asymmetric, HMAC, imported or custom-key-store material) are
+    ``not_applicable``."""
+    kms = session.client("kms", region_name=region)
+    findings: list[Finding] = []
+    aws_managed = 0
+    for entry in paginate(kms, "list_keys", "Keys"):
+        key_id = entry["KeyId"]
+        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        if meta.get("KeyManager") == "AWS":
+            aws_managed += 1
+            continue
+        res = f"kms:{account_id}:{region}:key/{key_id}"
+        spec = meta.get("KeySpec") or meta.get("CustomerMasterKeySpec")
+        state = meta.get("KeyState")
+        if spec != "SYMMETRIC_DEFAULT" or meta.get("KeyUsage") != "ENCRYPT_DECRYPT":
+            findings.append(skip(res, f"{spec} {meta.get('KeyUsage')} key: rotation not applicable"))
+        elif meta.get("Origin", "AWS_KMS") != "AWS_KMS":
+            findings.append(skip(res, f"key material origin {meta.get('Origin')}: rotation not applicable"))
+        elif state != "Enabled":
+            findings.append(skip(res, f"key state {state}"))
+        elif kms.get_key_rotation_status(KeyId=key_id).get("KeyRotationEnabled"):
+            findings.append(ok(res, "automatic rotation enabled"))
+        else:
+            findings.append(bad(res, "automatic rotation disabled"))
+    return findings, summary(findings, aws_managed_keys_skipped=aws_managed)
+
+
+COLLECTORS: tuple[CollectorSpec, ...] = (CollectorSpec("kms.key_rotation", "kms", "region", key_rotation),)

@@ -1,0 +1,276 @@
+"""The ledger: an append-only, hash-chained record of everything Attestly did, sealed into the bucket.
+
+Entry hash: ``sha256(canonical_json({seq, kind, recorded_at, body, prev_hash}))``; ``prev_hash`` is the
+previous entry's hash (64 zeros for the first). Appends are serialised by a transaction-level advisory
+lock and are idempotent through ``dedupe_key``: appending what is already there returns the existing
+entry, so re-running an interval changes nothing.
+
+A *seal* writes a digest object ``digests/<first>-<last>.json`` covering the entries since the last
+seal: the entries themselves, their RFC 6962 Merkle root, the time range, and the previous digest's key,
+hash and signature, signed (Ed25519 or KMS). Digests are deterministic for the same entries, so a seal
+that crashed after the upload and is run again finds the same bytes and just records them.
+
+The verifier (``attestly.verify``) needs only the bucket and the public key; this module is its
+database side. Neither imports Airflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from attestly.evidence import canonical_json, iso
+from attestly.merkle import merkle_root
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from attestly.signing import Signer
+    from attestly.store import EvidenceStore, StoredObject
+
+GENESIS = "0" * 64
+DIGEST_SCHEMA = "attestly.digest/v1"
+DIGEST_PREFIX = "digests/"
+_APPEND_LOCK = 0x4C656467  # "Ledg"
+
+
+class LedgerTampered(RuntimeError):
+    """The ledger's own chain does not verify: nothing is sealed on top of it."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    seq: int
+    kind: str
+    recorded_at: datetime
+    body: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "recorded_at": iso(self.recorded_at),
+            "body": self.body,
+            "prev_hash": self.prev_hash,
+        }
+
+    def recompute(self) -> str:
+        return entry_hash(self.content())
+
+    def to_digest_dict(self) -> dict[str, Any]:
+        return {**self.content(), "entry_hash": self.entry_hash}
+
+
+def entry_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def digest_key(first_seq: int, last_seq: int) -> str:
+    return f"{DIGEST_PREFIX}{first_seq:012d}-{last_seq:012d}.json"
+
+
+def _row_to_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    seq, kind, recorded_at, body, prev_hash, ehash = row
+    return LedgerEntry(int(seq), kind, recorded_at, body, prev_hash, ehash)
+
+
+_COLUMNS = "seq, kind, recorded_at, body, prev_hash, entry_hash"
+
+
+class Ledger:
+    """The ledger in ``attestly_db``. Give it a psycopg connection (not in autocommit)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    @classmethod
+    def connect(cls, conn_id: str = "attestly_db") -> Ledger:
+        from attestly.connections import pg_connect
+
+        return cls(pg_connect(conn_id))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ append
+
+    def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        recorded_at: datetime | None = None,
+    ) -> tuple[LedgerEntry, bool]:
+        """Append an entry; returns ``(entry, created)``. With ``dedupe_key``, appending again is a no-op."""
+        from psycopg.types.json import Jsonb
+
+        canonical_json(body)  # refuse what cannot be canonical (NaN, non-JSON) before taking the lock
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            if dedupe_key is not None:
+                row = self.conn.execute(
+                    f"SELECT {_COLUMNS} FROM attestly.ledger WHERE dedupe_key = %s", (dedupe_key,)
+                ).fetchone()
+                if row is not None:
+                    return _row_to_entry(row), False
+            last = self.conn.execute(
+                "SELECT seq, entry_hash FROM attestly.ledger ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
+            at = (recorded_at or datetime.now(UTC)).astimezone(UTC)
+            # Round-trip through PostgreSQL's microsecond precision before hashing.
+            at = at.replace(microsecond=at.microsecond)
+            entry = LedgerEntry(seq, kind, at, body, prev, "")
+            ehash = entry.recompute()
+            self.conn.execute(
+                "INSERT INTO attestly.ledger (seq, kind, recorded_at, body, dedupe_key, prev_hash, entry_hash) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (seq, kind, at, Jsonb(body), dedupe_key, prev, ehash),
+            )
+        return LedgerEntry(seq, kind, at, body, prev, ehash), True
+
+    def record_evidence(
+        self, item_sha256: str, stored: StoredObject, summary: dict[str, Any]
+    ) -> tuple[LedgerEntry, bool]:
+        """Ledger an evidence object (once per content hash)."""
+        body = {**summary, **stored.to_dict(), "sha256": item_sha256}
+        return self.append("evidence", body, dedupe_key=f"evidence:{item_sha256}")
+
+    # -------------------------------------------------------------------------------------------- read
+
+    def entries(self, *, after_seq: int = 0, kind: str | None = None) -> Iterator[LedgerEntry]:
+        query = f"SELECT {_COLUMNS} FROM attestly.ledger WHERE seq > %s"
+        params: list[Any] = [after_seq]
+        if kind:
+            query += " AND kind = %s"
+            params.append(kind)
+        with self.conn.cursor(name="ledger_entries") as cur:
+            cur.itersize = 2000
+            cur.execute(query + " ORDER BY seq", params)
+            for row in cur:
+                yield _row_to_entry(row)
+        self.conn.commit()
+
+    def head(self) -> tuple[int, str]:
+        row = self.conn.execute(
+            "SELECT seq, entry_hash FROM attestly.ledger ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self.conn.commit()
+        return (int(row[0]), row[1]) if row else (0, GENESIS)
+
+    def digests(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT first_seq, last_seq, key, version_id, sha256, signature, merkle_root, sealed_at "
+            "FROM attestly.digests ORDER BY first_seq"
+        ).fetchall()
+        self.conn.commit()
+        keys = (
+            "first_seq",
+            "last_seq",
+            "key",
+            "version_id",
+            "sha256",
+            "signature",
+            "merkle_root",
+            "sealed_at",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def check_chain(self, *, after_seq: int = 0, expected_prev: str = GENESIS) -> list[str]:
+        """Problems in the chain after ``after_seq`` (empty when intact)."""
+        problems: list[str] = []
+        prev = expected_prev
+        expected_seq = after_seq + 1
+        for e in self.entries(after_seq=after_seq):
+            if e.seq != expected_seq:
+                problems.append(f"ledger entry {expected_seq} is missing (next is {e.seq})")
+            if e.prev_hash != prev:
+                problems.append(f"ledger entry {e.seq}: prev_hash does not link to entry {e.seq - 1}")
+            if e.recompute() != e.entry_hash:
+                problems.append(f"ledger entry {e.seq} altered: its content no longer matches its hash")
+            prev = e.entry_hash
+            expected_seq = e.seq + 1
+        return problems
+
+    # -------------------------------------------------------------------------------------------- seal
+
+    def seal(self, *, store: EvidenceStore, signer: Signer) -> dict[str, Any] | None:
+        """Seal the entries since the last digest; None when there is nothing new. Crash-safe, idempotent."""
+        from attestly.signing import fingerprint
+
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK + 1,))
+            last = self.conn.execute(
+                "SELECT last_seq, key, sha256, signature FROM attestly.digests ORDER BY last_seq DESC LIMIT 1"
+            ).fetchone()
+        after = int(last[0]) if last else 0
+        prev_entry_hash = GENESIS
+        if after:
+            row = self.conn.execute(
+                "SELECT entry_hash FROM attestly.ledger WHERE seq = %s", (after,)
+            ).fetchone()
+            self.conn.commit()
+            prev_entry_hash = row[0] if row else GENESIS
+        problems = self.check_chain(after_seq=after, expected_prev=prev_entry_hash)
+        if problems:
+            raise LedgerTampered("; ".join(problems[:5]))
+        entries = list(self.entries(after_seq=after))
+        if not entries:
+            return None
+        public_pem = signer.public_key_pem()
+        digest: dict[str, Any] = {
+            "schema": DIGEST_SCHEMA,
+            "first_seq": entries[0].seq,
+            "last_seq": entries[-1].seq,
+            "entry_count": len(entries),
+            "entries": [e.to_digest_dict() for e in entries],
+            "merkle_root": merkle_root([canonical_json(e.content()) for e in entries]).hex(),
+            "last_entry_hash": entries[-1].entry_hash,
+            "time_range": {
+                "start": iso(min(e.recorded_at for e in entries)),
+                "end": iso(max(e.recorded_at for e in entries)),
+            },
+            "previous": {"key": last[1], "sha256": last[2], "signature": last[3]} if last else None,
+            "signature_algorithm": signer.algorithm,
+            "public_key_fingerprint": fingerprint(public_pem),
+        }
+        signature = base64.b64encode(signer.sign(canonical_json(digest))).decode()
+        body = canonical_json({"digest": digest, "signature": signature})
+        key = digest_key(entries[0].seq, entries[-1].seq)
+        retain = store.retain_until_for(max(e.recorded_at for e in entries))
+        stored = store.put_bytes(key, body, retain_until=retain, content_type="application/json")
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO attestly.digests (first_seq, last_seq, key, version_id, sha256, signature, merkle_root) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (first_seq) DO NOTHING",
+                (
+                    entries[0].seq,
+                    entries[-1].seq,
+                    key,
+                    stored.version_id,
+                    stored.sha256,
+                    signature,
+                    digest["merkle_root"],
+                ),
+            )
+        return {
+            "key": key,
+            "version_id": stored.version_id,
+            "sha256": stored.sha256,
+            "first_seq": entries[0].seq,
+            "last_seq": entries[-1].seq,
+            "created": stored.created,
+        }
