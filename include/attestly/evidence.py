@@ -141,6 +141,14 @@ class EvidenceItem:
     def object_key(self) -> str:
         return object_key(self.sha256)
 
+    @property
+    def observation_sha256(self) -> str:
+        """Hash of what was observed, without its provenance (``airflow``): two runs or tries that observe
+        the same thing share it, so a re-run does not ledger a second item for an unchanged observation."""
+        body = self.to_dict()
+        body.pop("airflow")
+        return sha256_hex(canonical_json(body))
+
 
 def object_key(sha256: str) -> str:
     return f"objects/sha256/{sha256}.json"

@@ -143,11 +143,19 @@ class Ledger:
         return LedgerEntry(seq, kind, at, body, prev, ehash), True
 
     def record_evidence(
-        self, item_sha256: str, stored: StoredObject, summary: dict[str, Any]
+        self, item_sha256: str, stored: StoredObject, summary: dict[str, Any], *, observation: str
     ) -> tuple[LedgerEntry, bool]:
-        """Ledger an evidence object (once per content hash)."""
-        body = {**summary, **stored.to_dict(), "sha256": item_sha256}
-        return self.append("evidence", body, dedupe_key=f"evidence:{item_sha256}")
+        """Ledger an evidence object, once per observation (see ``EvidenceItem.observation_sha256``)."""
+        body = {**summary, **stored.to_dict(), "sha256": item_sha256, "observation": observation}
+        return self.append("evidence", body, dedupe_key=f"evidence:{observation}")
+
+    def find(self, dedupe_key: str) -> LedgerEntry | None:
+        """The entry appended with ``dedupe_key``, if any."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM attestly.ledger WHERE dedupe_key = %s", (dedupe_key,)
+        ).fetchone()
+        self.conn.commit()
+        return _row_to_entry(row) if row else None
 
     # -------------------------------------------------------------------------------------------- read
 

@@ -33,13 +33,35 @@ def evidence_summary(item: EvidenceItem) -> dict[str, Any]:
 
 
 def record_evidence(item: EvidenceItem, *, store: EvidenceStore, ledger: Ledger) -> dict[str, Any]:
-    """Store and ledger ``item``; returns ``{sha256, key, version_id, seq, created}``."""
+    """Store and ledger ``item``; returns ``{sha256, key, version_id, seq, created, collector, result}``.
+
+    An observation already in the ledger (same collector, scope, period, result, findings and data — from
+    an earlier run or try) is not stored or ledgered again: the existing item is returned, so re-running
+    an interval changes nothing. A crash between upload and ledger leaves an unledgered object that the
+    same try's re-run finds and ledgers; a different run's re-upload is a distinct, unledgered object
+    (harmless: verification covers what the ledger records).
+    """
+    observation = item.observation_sha256
+    existing = ledger.find(f"evidence:{observation}")
+    if existing is not None:
+        b = existing.body
+        return {
+            "sha256": b["sha256"],
+            "key": b["key"],
+            "version_id": b["version_id"],
+            "seq": existing.seq,
+            "created": False,
+            "collector": b["collector"],
+            "result": b["result"],
+        }
     stored = store.put_evidence(item)
-    entry, created = ledger.record_evidence(item.sha256, stored, evidence_summary(item))
+    entry, created = ledger.record_evidence(
+        item.sha256, stored, evidence_summary(item), observation=observation
+    )
     return {
-        "sha256": item.sha256,
-        "key": stored.key,
-        "version_id": stored.version_id,
+        "sha256": entry.body["sha256"],
+        "key": entry.body["key"],
+        "version_id": entry.body["version_id"],
         "seq": entry.seq,
         "created": created,
         "collector": item.collector,

@@ -1,0 +1,1 @@
+"""Task bodies of the DAGs (the DAG files only wire them). Imports Airflow lazily."""
