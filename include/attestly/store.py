@@ -125,9 +125,18 @@ class EvidenceStore:
             raise StoreError(
                 f"s3://{self.bucket}/{key}: content hash {digest} is not the expected {expected_sha256}"
             )
-        existing = self.first_version(key)
-        if existing is not None:
-            return self._confirm_existing(key, existing, digest, len(body))
+        # Cheap existence check first (HEAD); the version listing is only needed on a re-run, when the key
+        # exists or a delete marker hides it.
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+            present = True
+        except self.s3.exceptions.ClientError as exc:
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            present = headers.get("x-amz-delete-marker") == "true"
+        if present:
+            existing = self.first_version(key)
+            if existing is not None:
+                return self._confirm_existing(key, existing, digest, len(body))
         try:
             resp = self.s3.put_object(
                 Bucket=self.bucket,
