@@ -212,7 +212,14 @@ def run_baseline(start: datetime, end: datetime) -> dict[str, int]:
 
 def measure(*, rows: int = 5_000_000, keep_stack: bool = True) -> dict[str, Any]:
     """Seed up to ``rows`` events in steps, validate at each checkpoint; return the figures."""
-    bench_stack("quality")
+    from attestly.db.migrate import MigrationError
+
+    try:
+        bench_stack("quality")
+    except MigrationError:  # a migration changed since this bench stack last ran: its data is disposable
+        reset_database("audit")
+        reset_database("attestly")
+        bench_stack("quality")
     reset_database("audit")
     from attestly.quality import run_quality
     from attestly.quality.suite import import_gx
@@ -271,9 +278,12 @@ def measure(*, rows: int = 5_000_000, keep_stack: bool = True) -> dict[str, Any]
     return out
 
 
-def run(*, rows: int = 5_000_000) -> list[Figure]:
-    """Figures in the shared bench shape: one per checkpoint."""
-    figures = measure(rows=rows)
+def run(*, rows: int | None = None, quick: bool = False) -> list[Figure]:
+    """Figures in the shared bench shape (``make bench``), one per checkpoint.
+
+    ``rows`` defaults to 5,000,000, or 200,000 with ``quick`` (``BENCH_QUICK=1``).
+    """
+    figures = measure(rows=rows if rows is not None else (200_000 if quick else 5_000_000))
     return [
         Figure(
             name=f"audit_log_quality suite over {p['rows']:,} events",
