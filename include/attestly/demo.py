@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+DEMO_FAULT = "seq-hole:source=billing,count=3"
+
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
@@ -106,11 +108,24 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         report: dict[str, Any] | None = None
     else:
         start = max(first, latest.date() + timedelta(days=1)) if latest else first
-        n_days = (today - start).days
-        report = seed.seed_audit(start=start, days=n_days, events_per_day=events_per_day)
+        yesterday = today - timedelta(days=1)
+        if start < yesterday:
+            report = seed.seed_audit(
+                start=start, days=(yesterday - start).days, events_per_day=events_per_day
+            )
+            _say(
+                f"  loaded {report['rows']} events from {start} ({report['rows_per_second']:.0f} events/s, COPY)"
+            )
+        # Yesterday carries a planted fault, so the quality check has something real to find.
+        report = seed.seed_audit(
+            start=yesterday,
+            days=1,
+            events_per_day=events_per_day,
+            injections=[seed.parse_injection(DEMO_FAULT)],
+        )
         _say(
-            f"  loaded {report['rows']} events from {start} for {n_days} day(s), sources "
-            f"{', '.join(report['sources'])} ({report['rows_per_second']:.0f} events/s, COPY)"
+            f"  loaded {report['rows']} events for {yesterday}, sources {', '.join(report['sources'])}, with a "
+            f"planted fault: {report['injected'][0]['summary']} (seqs {report['injected'][0]['seqs']})"
         )
     summary.append(f"audit log: events up to {today - timedelta(days=1)} (yesterday)")
 
@@ -138,7 +153,24 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         f"({', '.join(failing[:4])}{', ...' if len(failing) > 4 else ''})"
     )
 
-    _step("6. attestly verify: re-hash every object, check locks, signatures and the digest chain")
+    _step(
+        f"6. audit_log_quality for {today - timedelta(days=1)}: completeness and integrity (Great Expectations)"
+    )
+    quality_ok = run_dag("audit_log_quality", today)
+    quality = [i for i in _evidence_for(today - timedelta(days=1)) if i["collector"] == "quality.audit_log"]
+    mails = sorted(core.paths().mail.glob("*.eml"))
+    if quality:
+        _say(
+            f"  result: {quality[-1]['result']} ({quality[-1]['findings'].get('fail', 0)} failing checks) — "
+            + ("the run failed, as it must with the planted fault" if not quality_ok else "all checks passed")
+        )
+    _say(f"  alert e-mail to the control owners: {mails[-1] if mails else 'none'}")
+    summary.append(
+        f"quality: {quality[-1]['result'] if quality else 'no result'} for {today - timedelta(days=1)} — the planted "
+        f"fault ({DEMO_FAULT}) was found and the owners were e-mailed"
+    )
+
+    _step("7. attestly verify: re-hash every object, check locks, signatures and the digest chain")
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger"],
         capture_output=True,
