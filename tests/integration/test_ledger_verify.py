@@ -262,3 +262,55 @@ def test_cli_exit_codes(world: World, tmp_path: Path) -> None:
     usage = run("--public-key", str(not_a_key))
     assert usage.returncode == 2
     assert "not a PEM public key" in usage.stderr
+
+
+def test_kms_asymmetric_signing_verifies_with_the_exported_public_key(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KMS alternative to Ed25519: an ECC_NIST_P256 SIGN_VERIFY key signs digests; the auditor checks
+    them with the PEM public key exported from KMS."""
+    recreate_database("attestly")
+    kms = aws_client("kms")
+    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY", Description="attestly digests")[
+        "KeyMetadata"
+    ]["KeyId"]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ATTESTLY_SIGNING",
+        json.dumps({"conn_type": "generic", "extra": {"algorithm": "kms", "key_id": key_id}}),
+    )
+    s3 = aws_client("s3")
+    bucket = f"kms-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store = EvidenceStore(bucket=bucket, s3=s3, retention_days=3650)
+    signer = signer_from_connection()
+    assert signer.algorithm == "ecdsa-p256-sha256"
+    with Ledger.connect() as ledger:
+        for n in range(3):
+            record_evidence(_item(n), store=store, ledger=ledger)
+        ledger.seal(store=store, signer=signer)
+    public = signer.public_key_pem()
+    assert verify_bucket(s3=s3, bucket=bucket, public_key_pem=public).ok
+    other = Ed25519Signer.from_base64(base64.b64encode(b"\x09" * 32).decode()).public_key_pem()
+    assert {p.kind for p in verify_bucket(s3=s3, bucket=bucket, public_key_pem=other).problems} == {
+        "bad_signature"
+    }
+
+
+def test_evidence_list_and_show(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTESTLY_EVIDENCE_BUCKET", world.bucket)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "attestly.cli", *args], capture_output=True, text=True, check=False
+        )
+
+    listed = cli("evidence", "list", "--from", "2026-04-02", "--to", "2026-04-02", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert sorted(r["sha256"] for r in rows) == sorted(world.shas[5:10])
+    assert cli("evidence", "list", "--control", "pci:10.5.1", "--json").stdout.strip() == "[]"
+    shown = cli("evidence", "show", world.shas[7])
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["result"] == "fail"
+    assert cli("evidence", "show", "nothex").returncode == 2
+    assert cli("evidence", "show", "0" * 64).returncode == 1
