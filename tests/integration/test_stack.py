@@ -53,7 +53,10 @@ def test_stack_lifecycle(tmp_path: Path) -> None:
     env = _cli(home, "env")
     assert env.returncode == 0
     assert "export AIRFLOW_CONN_AUDIT_DB=" in env.stdout
-    assert f"export AIRFLOW__CORE__DAGS_FOLDER={Path.cwd() / 'dags'}" in env.stdout or "DAGS_FOLDER" in env.stdout
+    assert (
+        f"export AIRFLOW__CORE__DAGS_FOLDER={Path.cwd() / 'dags'}" in env.stdout
+        or "DAGS_FOLDER" in env.stdout
+    )
     assert (home / "secrets.json").stat().st_mode & 0o077 == 0  # generated secrets readable by the owner only
 
     # An unrelated process must survive `down`.
