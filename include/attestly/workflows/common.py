@@ -160,7 +160,7 @@ def run_record(context: Any, summaries: Sequence[dict[str, Any]]) -> dict[str, A
     return {
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
-        "run_type": str(getattr(dag_run, "run_type", "")),
+        "run_type": str(getattr(getattr(dag_run, "run_type", ""), "value", getattr(dag_run, "run_type", ""))),
         "data_interval": {"start": iso(start), "end": iso(end)},
         "tasks": tasks,
         "evidence": evidence,
