@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attestly-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo airflow test test-unit test-integration lint fixes bench stop clean
+.PHONY: help setup system-deps demo airflow test test-unit test-integration lint fixes bench stop clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -19,13 +19,21 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the pinned requirements and the package
 
+# The PDF check renders report pages with pdftoppm (Debian's poppler-utils). Installed when missing and
+# we may (root, as in CI); otherwise say how.
+system-deps:
+	@command -v pdftoppm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils) >/dev/null; \
+	  else echo "install poppler-utils (pdftoppm) for the report PDF test: sudo apt-get install poppler-utils"; fi; }
+
 demo: setup ## the whole cycle on the embedded local stack
 	$(BIN)/attestly demo
 
 airflow: setup ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
 	$(BIN)/python -m attestly.stack.airflow_services
 
-test: setup ## all tests (unit, DAG policy, integration on the real local stack)
+test: setup system-deps ## all tests (unit, DAG policy, integration on the real local stack)
 	$(BIN)/pytest
 
 test-unit: setup

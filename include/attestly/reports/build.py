@@ -1,0 +1,359 @@
+"""Turn a :class:`~attestly.reports.source.Snapshot` into report documents (JSON-able dicts).
+
+``build_control_report`` gives the per-control document (schema ``attestly.control-report/v1``) that the
+HTML and PDF render and that is stored as JSON; ``build_index`` the framework index with the
+cross-framework view (``attestly.framework-index/v1``). Both are deterministic functions of the ledger
+records, the evidence objects, the policy and the Airflow base URL: no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from attestly.policy import FRAMEWORKS
+from attestly.reports.model import (
+    ACTIVITY_COLLECTORS,
+    CONTROL_STATUSES,
+    EVENT_COLLECTORS,
+    STATUS_RULE,
+    Assessment,
+    EvidenceRecord,
+    control_slug,
+    day_ranges,
+)
+from attestly.reports.sanitize import clean_scope, clean_text, scope_label
+
+if TYPE_CHECKING:
+    from attestly.policy import Policy
+    from attestly.reports.source import ObjectReader, Snapshot
+
+CONTROL_SCHEMA = "attestly.control-report/v1"
+INDEX_SCHEMA = "attestly.framework-index/v1"
+
+STATUS_LABELS: Mapping[str, str] = {
+    "effective": "Effective",
+    "exceptions": "Exceptions",
+    "no_evidence": "No evidence",
+    "exception": "Exception",
+    "not_assessed": "Not assessed",
+}
+
+
+def run_url(base_url: str | None, dag_id: str | None, run_id: str | None) -> str | None:
+    """``{base}/dags/<dag_id>/runs/<run_id>`` (path-quoted), or None without a base URL or a run."""
+    if not base_url or not dag_id or not run_id:
+        return None
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    policy: Policy
+    snapshot: Snapshot
+    reader: ObjectReader
+    airflow_base_url: str | None
+    public_key_fingerprint: str
+
+
+def assess_all(policy: Policy, snapshot: Snapshot) -> dict[str, Assessment]:
+    """Every policy control assessed over the snapshot's period (mapped controls need their status too)."""
+    return {
+        cid: snapshot.index.assess(control_id=cid, collectors=list(c.collectors))
+        for cid, c in policy.controls.items()
+    }
+
+
+def _item_days(ctx: BuildContext, rec: EvidenceRecord) -> list[date]:
+    return ctx.snapshot.index.days_of(rec)
+
+
+def _evidence_row(ctx: BuildContext, rec: EvidenceRecord) -> dict[str, Any]:
+    days = _item_days(ctx, rec)
+    airflow = rec.airflow or {}
+    dag_id = str(airflow["dag_id"]) if airflow.get("dag_id") else None
+    run_id = str(airflow["run_id"]) if airflow.get("run_id") else None
+    return {
+        "seq": rec.seq,
+        "sha256": rec.sha256,
+        "key": rec.key,
+        "version_id": rec.version_id,
+        "collector": rec.collector,
+        "date": day_ranges(days),
+        "first_day": days[0].isoformat() if days else "",
+        "result": rec.result,
+        "retroactive": rec.retroactive,
+        "scope": clean_scope(rec.scope),
+        "scope_label": scope_label(rec.scope),
+        "findings": dict(rec.finding_counts),
+        "controls": list(rec.controls),
+        "dag_id": clean_text(dag_id, limit=200) if dag_id else None,
+        "run_id": clean_text(run_id, limit=250) if run_id else None,
+        "run_url": run_url(ctx.airflow_base_url, dag_id, run_id),
+    }
+
+
+def _exceptions(ctx: BuildContext, a: Assessment) -> list[dict[str, Any]]:
+    index = ctx.snapshot.index
+    failing: list[EvidenceRecord] = []
+    for d in a.days:
+        if d.status != "exception":
+            continue
+        for cell in d.cells:
+            if cell.status in ("fail", "error"):
+                failing.extend(
+                    index.by_seq[s] for s in cell.items if index.by_seq[s].result in ("fail", "error")
+                )
+    findings = ctx.reader.findings(sorted({r.seq: r for r in failing}.values(), key=lambda r: r.seq))
+    groups: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+
+    def add(key: tuple[str, str, str, str, str], day: date, sha: str | None, run: str | None) -> None:
+        g = groups.setdefault(key, {"days": set(), "evidence": set(), "runs": set()})
+        g["days"].add(day)
+        if sha:
+            g["evidence"].add(sha)
+        if run:
+            g["runs"].add(run)
+
+    run_by_seq = {r.seq: r for r in index.runs}
+    for d in a.days:
+        if d.status != "exception":
+            continue
+        for cell in d.cells:
+            if cell.status not in ("fail", "error"):
+                continue
+            for s in cell.items:
+                rec = index.by_seq[s]
+                if rec.result not in ("fail", "error"):
+                    continue
+                rows = [f for f in findings[s] if f.status in ("fail", "error")]
+                scope = scope_label(rec.scope)
+                if not rows:
+                    add(
+                        (
+                            rec.collector,
+                            scope,
+                            "(whole item)",
+                            rec.result,
+                            f"item result {rec.result}, no failing finding recorded",
+                        ),
+                        d.day,
+                        rec.sha256,
+                        None,
+                    )
+                for f in rows:
+                    add((rec.collector, scope, f.resource, f.status, f.detail), d.day, rec.sha256, None)
+            for s in cell.runs:
+                run = run_by_seq[s]
+                if run.outcome == "success":
+                    continue
+                tasks = ", ".join(run.failed_tasks) or "unknown"
+                add(
+                    (
+                        cell.collector,
+                        f"dag_id={clean_text(run.dag_id, limit=100)}",
+                        f"run {clean_text(run.run_id, limit=200)}",
+                        "error",
+                        clean_text(
+                            f"workflow run {run.outcome or 'did not succeed'} (failed tasks: {tasks})"
+                        ),
+                    ),
+                    d.day,
+                    None,
+                    run_url(ctx.airflow_base_url, run.dag_id, run.run_id),
+                )
+    out: list[dict[str, Any]] = []
+    for (collector, scope, resource, status, detail), g in groups.items():
+        days = sorted(g["days"])
+        out.append(
+            {
+                "collector": collector,
+                "scope": scope,
+                "resource": resource,
+                "status": status,
+                "detail": detail,
+                "days": [x.isoformat() for x in days],
+                "day_ranges": day_ranges(days),
+                "day_count": len(days),
+                "evidence": sorted(g["evidence"]),
+                "run_urls": sorted(g["runs"]),
+            }
+        )
+    out.sort(key=lambda e: (-e["day_count"], e["collector"], e["resource"], e["status"], e["detail"]))
+    return out
+
+
+def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    index = ctx.snapshot.index
+    out: dict[str, Any] = {}
+    for collector in ACTIVITY_COLLECTORS:
+        if collector not in a.collectors:
+            continue
+        recs = [index.by_seq[r["seq"]] for r in rows if r["collector"] == collector]
+        # Quality items list their failing checks only; passing ones need no object read.
+        found = ctx.reader.findings(
+            [r for r in recs if collector != "quality.audit_log" or r.result != "pass"]
+        )
+        items = []
+        for rec, row in zip(recs, [r for r in rows if r["collector"] == collector], strict=True):
+            items.append(
+                {
+                    "date": row["date"],
+                    "result": rec.result,
+                    "sha256": rec.sha256,
+                    "findings": dict(rec.finding_counts),
+                    "details": [
+                        {"resource": f.resource, "status": f.status, "detail": f.detail}
+                        for f in found.get(rec.seq, [])
+                        if collector != "quality.audit_log" or f.status != "pass"
+                    ],
+                    "run_url": row["run_url"],
+                }
+            )
+        quiet: list[date] = []
+        if collector in EVENT_COLLECTORS:
+            i = a.collectors.index(collector)
+            quiet = [d.day for d in a.days if d.cells[i].runs and d.cells[i].status == "pass"]
+        out[collector] = {
+            "items": items,
+            "quiet_days": day_ranges(quiet),
+            "quiet_day_count": len(quiet),
+            "workflow": EVENT_COLLECTORS.get(collector, ""),
+        }
+    return out
+
+
+def build_control_report(
+    ctx: BuildContext, control_id: str, assessments: Mapping[str, Assessment]
+) -> dict[str, Any]:
+    """The per-control document. ``assessments`` holds every policy control (for the mappings)."""
+    policy = ctx.policy
+    control = policy.control(control_id)
+    a = assessments[control_id]
+    index = ctx.snapshot.index
+    seqs = a.evidence_seqs()
+    rows = [_evidence_row(ctx, index.by_seq[s]) for s in seqs]
+    rows.sort(key=lambda r: (r["first_day"], r["collector"], r["scope_label"], r["seq"]))
+    covering = ctx.snapshot.digests_covering([*seqs, *a.run_seqs()])
+    fw = policy.frameworks[control.framework]  # type: ignore[index]
+    missing = a.missing()
+    return {
+        "schema": CONTROL_SCHEMA,
+        "control": {
+            "id": control.id,
+            "slug": control_slug(control.id),
+            "framework": control.framework,
+            "framework_name": fw.name,
+            "framework_version": fw.version,
+            "title": control.title,
+            "summary": control.summary,
+            "owner": str(control.owner),
+            "manual": control.manual,
+            "collectors": list(control.collectors),
+            "maps_to": [
+                {
+                    "id": m,
+                    "slug": control_slug(m),
+                    "framework": policy.control(m).framework,
+                    "title": policy.control(m).title,
+                    "status": assessments[m].status,
+                }
+                for m in control.maps_to
+            ],
+        },
+        "period": a.period.to_dict(),
+        "policy_fingerprint": policy.fingerprint,
+        "status": a.status,
+        "status_rule": STATUS_RULE,
+        "day_counts": dict(a.counts),
+        "days": [
+            {
+                "date": d.day.isoformat(),
+                "status": d.status,
+                "collectors": {c.collector: c.status for c in d.cells},
+            }
+            for d in a.days
+        ],
+        "exceptions": _exceptions(ctx, a),
+        "no_evidence_days": day_ranges(a.days_with("no_evidence")),
+        "not_assessed_days": day_ranges(a.days_with("not_assessed")),
+        "missing": [
+            {"collector": c, "days": day_ranges(ds), "day_count": len(ds)}
+            for c, ds in sorted(missing.items())
+        ],
+        "activity": _activity(ctx, a, rows),
+        "evidence": rows,
+        "digests": [ctx.reader.digest_info(d) for d in covering],
+        "unsealed_entries": ctx.snapshot.unsealed([*seqs, *a.run_seqs()]),
+        "as_of_ledger_seq": max([*seqs, *a.run_seqs()], default=0),
+        "public_key_fingerprint": ctx.public_key_fingerprint,
+    }
+
+
+def build_index(
+    ctx: BuildContext,
+    *,
+    framework: str,
+    reports: Sequence[dict[str, Any]],
+    assessments: Mapping[str, Assessment],
+) -> dict[str, Any]:
+    """The framework index: every reported control's status, and the cross-framework view."""
+    policy = ctx.policy
+    fw = policy.frameworks[framework]  # type: ignore[index]
+    counts = {s: sum(1 for r in reports if r["status"] == s) for s in CONTROL_STATUSES}
+    crosswalk = []
+    for r in reports:
+        control = policy.control(r["control"]["id"])
+        columns = []
+        for other in FRAMEWORKS:
+            if other == framework or other not in policy.frameworks:
+                continue
+            mapped = [m for m in control.maps_to if policy.control(m).framework == other]
+            columns.append(
+                {
+                    "framework": other,
+                    "framework_name": policy.frameworks[other].name,  # type: ignore[index]
+                    "controls": [
+                        {"id": m, "title": policy.control(m).title, "status": assessments[m].status}
+                        for m in mapped
+                    ],
+                }
+            )
+        crosswalk.append({"id": control.id, "title": control.title, "status": r["status"], "mapped": columns})
+    digests: dict[str, dict[str, Any]] = {}
+    unsealed: set[int] = set()
+    evidence: set[str] = set()
+    for r in reports:
+        for d in r["digests"]:
+            digests[d["key"]] = d
+        unsealed.update(r["unsealed_entries"])
+        evidence.update(e["sha256"] for e in r["evidence"])
+    return {
+        "schema": INDEX_SCHEMA,
+        "framework": {"key": framework, "name": fw.name, "version": fw.version},
+        "period": reports[0]["period"] if reports else None,
+        "policy_fingerprint": policy.fingerprint,
+        "public_key_fingerprint": ctx.public_key_fingerprint,
+        "status_rule": STATUS_RULE,
+        "status_counts": counts,
+        "controls": [
+            {
+                "id": r["control"]["id"],
+                "slug": r["control"]["slug"],
+                "title": r["control"]["title"],
+                "owner": r["control"]["owner"],
+                "status": r["status"],
+                "day_counts": r["day_counts"],
+                "exception_count": len(r["exceptions"]),
+                "top_exceptions": r["exceptions"][:3],
+            }
+            for r in reports
+        ],
+        "crosswalk": crosswalk,
+        "evidence_count": len(evidence),
+        "digests": [digests[k] for k in sorted(digests)],
+        "unsealed_entries": sorted(unsealed),
+    }

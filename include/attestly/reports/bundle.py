@@ -1,0 +1,370 @@
+"""A framework's reports for one period, rendered into files, and the auditor packet (a zip of them).
+
+Files of a bundle (paths inside the packet)::
+
+    index.html | index.pdf                       framework index + cross-framework view (as requested)
+    index.json                                   the same as data (always)
+    controls/<slug>.html | .pdf | .json          one report per control (formats as requested)
+    evidence-manifest.json, evidence-manifest.csv   every evidence object the reports use
+    digests/<first>-<last>.json, digests.json     the signed digests covering that evidence
+    public-key.pem                               the key the digests are signed with
+    oscal/assessment-results.json                OSCAL 1.1.3 assessment results
+    VERIFY.md                                    the exact `attestly verify` command
+    SHA256SUMS                                   SHA-256 of every other file
+
+Every file is a deterministic function of the ledger, the evidence objects, the policy, the bucket
+name, the public key and the Airflow base URL: no generation time is inside any of them, so a past
+period re-rendered later gives byte-identical files, the same packet zip (fixed entry times and
+order) and the same *rendition* id (SHA-256 over the files' names and hashes). The rendering time is
+recorded in the ledger entry of kind ``report`` and in the e-mail, never in the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attestly.evidence import canonical_json
+from attestly.reports.build import BuildContext, assess_all, build_control_report, build_index
+from attestly.reports.chart import chart_png, data_uri
+from attestly.reports.model import Assessment, Period, ReportInputError
+from attestly.reports.oscal import assessment_results
+from attestly.reports.render import html_to_pdf, json_bytes, render_template
+
+if TYPE_CHECKING:
+    from attestly.ledger import Ledger
+    from attestly.policy import Policy
+    from attestly.reports.source import ObjectReader, Snapshot
+    from attestly.store import EvidenceStore
+
+FORMATS: tuple[str, ...] = ("html", "pdf", "json")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".pdf": "application/pdf",
+    ".json": "application/json",
+    ".csv": "text/csv; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".pem": "application/x-pem-file",
+    ".zip": "application/zip",
+}
+
+
+def content_type(path: str) -> str:
+    return _CONTENT_TYPES.get(Path(path).suffix, "text/plain; charset=utf-8")
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What to render: one framework over one period, optionally some controls and formats only."""
+
+    framework: str
+    period: Period
+    controls: tuple[str, ...] = ()
+    formats: tuple[str, ...] = FORMATS
+
+    def control_ids(self, policy: Policy) -> list[str]:
+        """The controls to render, in policy order; :class:`ReportInputError` naming any bad value."""
+        if self.framework not in policy.frameworks:
+            raise ReportInputError(
+                f"unknown framework {self.framework!r} (known: {', '.join(sorted(policy.frameworks))})"
+            )
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ReportInputError(
+                f"unknown format {bad[0]!r} (known: {', '.join(FORMATS)})"
+                if bad
+                else f"no format requested (choose from {', '.join(FORMATS)})"
+            )
+        ours = [c.id for c in policy.controls_for_framework(self.framework)]
+        if not self.controls:
+            return ours
+        for cid in self.controls:
+            if cid not in policy.controls:
+                raise ReportInputError(f"unknown control {cid!r}")
+            if cid not in ours:
+                raise ReportInputError(
+                    f"control {cid!r} belongs to {policy.controls[cid].framework!r}, not {self.framework!r}"
+                )
+        return [c for c in ours if c in set(self.controls)]
+
+
+@dataclass
+class Bundle:
+    """The rendered files of one framework and period (see the module docstring)."""
+
+    framework: str
+    period: Period
+    bucket: str
+    files: dict[str, bytes]
+    index: dict[str, Any]
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    _packet: bytes | None = field(default=None, repr=False)
+
+    @property
+    def rendition(self) -> str:
+        """SHA-256 over the sorted (path, SHA-256) pairs of the files: names this exact content."""
+        listing = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(self.files.items())}
+        return hashlib.sha256(canonical_json(listing)).hexdigest()
+
+    @property
+    def rendition_id(self) -> str:
+        return self.rendition[:16]
+
+    @property
+    def prefix(self) -> str:
+        """``reports/<framework>/<period>/<rendition id>/``: a new rendition never overwrites an old one."""
+        return f"reports/{self.framework}/{self.period.label}/{self.rendition_id}/"
+
+    @property
+    def packet_name(self) -> str:
+        return f"attestly-{self.framework}-{self.period.label}-packet.zip"
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        return {str(c["id"]): str(c["status"]) for c in self.index["controls"]}
+
+    @classmethod
+    def from_files(cls, *, framework: str, period: Period, bucket: str, files: dict[str, bytes]) -> Bundle:
+        """A bundle read back from its files (``index.json`` must be among them)."""
+        import json
+
+        if "index.json" not in files:
+            raise ReportInputError(f"bundle files for {framework} {period.label} have no index.json")
+        return cls(
+            framework=framework,
+            period=period,
+            bucket=bucket,
+            files=dict(sorted(files.items())),
+            index=json.loads(files["index.json"]),
+        )
+
+    def packet_zip(self) -> bytes:
+        """The auditor packet: every file under ``<packet name without .zip>/``; deterministic bytes."""
+        if self._packet is None:
+            root = self.packet_name.removesuffix(".zip")
+            stamp = (self.period.end.year, self.period.end.month, self.period.end.day, 0, 0, 0)
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                for path in sorted(self.files):
+                    info = zipfile.ZipInfo(f"{root}/{path}", date_time=stamp)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.create_system = 3
+                    info.external_attr = 0o644 << 16
+                    zf.writestr(info, self.files[path], compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+            self._packet = buf.getvalue()
+        return self._packet
+
+    def summary(self) -> dict[str, Any]:
+        """Small and JSON-able (for XCom and the CLI): identity, statuses, file hashes."""
+        return {
+            "framework": self.framework,
+            "period": self.period.to_dict(),
+            "rendition": self.rendition,
+            "prefix": self.prefix,
+            "packet": {
+                "name": self.packet_name,
+                "sha256": hashlib.sha256(self.packet_zip()).hexdigest(),
+                "size": len(self.packet_zip()),
+            },
+            "files": {
+                p: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+                for p, b in sorted(self.files.items())
+            },
+            "status_counts": dict(self.index["status_counts"]),
+            "statuses": self.statuses,
+        }
+
+    def write(self, out: Path) -> Path:
+        """Write the files and the packet under ``out/<framework>/<period>/``; returns that directory."""
+        target = out / self.framework / self.period.label
+        for path, body in self.files.items():
+            dest = target / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(body)
+        (target / self.packet_name).write_bytes(self.packet_zip())
+        return target
+
+
+def _manifest(reports: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], bytes]:
+    rows: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        for e in r["evidence"]:
+            rows[e["sha256"]] = {
+                "key": e["key"],
+                "version_id": e["version_id"],
+                "sha256": e["sha256"],
+                "collector": e["collector"],
+                "date": e["date"],
+                "controls": e["controls"],
+                "result": e["result"],
+                "ledger_seq": e["seq"],
+            }
+    ordered = sorted(rows.values(), key=lambda x: (x["date"], x["collector"], x["ledger_seq"]))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "version_id", "sha256", "collector", "date", "controls", "result", "ledger_seq"])
+    for x in ordered:
+        writer.writerow(
+            [
+                x["key"],
+                x["version_id"],
+                x["sha256"],
+                x["collector"],
+                x["date"],
+                ";".join(x["controls"]),
+                x["result"],
+                x["ledger_seq"],
+            ]
+        )
+    return ordered, buf.getvalue().encode()
+
+
+def render_bundle(
+    *,
+    policy: Policy,
+    snapshot: Snapshot,
+    reader: ObjectReader,
+    request: ReportRequest,
+    bucket: str,
+    public_key_pem: bytes,
+    airflow_base_url: str | None,
+    assessments: dict[str, Assessment] | None = None,
+) -> Bundle:
+    """Render one framework's reports, index and packet files from a snapshot (see module docstring)."""
+    from attestly.signing import fingerprint
+
+    if not _BUCKET.match(bucket):
+        raise ReportInputError(f"bucket name {bucket!r} is not a valid S3 bucket name")
+    if snapshot.period != request.period:
+        raise ReportInputError(
+            f"snapshot period {snapshot.period.label} does not match the request's {request.period.label}"
+        )
+    control_ids = request.control_ids(policy)
+    formats = set(request.formats)
+    try:
+        key_fingerprint = fingerprint(public_key_pem)
+    except ValueError as exc:
+        raise ReportInputError(f"public key is not a PEM public key ({exc})") from exc
+    ctx = BuildContext(
+        policy=policy,
+        snapshot=snapshot,
+        reader=reader,
+        airflow_base_url=airflow_base_url,
+        public_key_fingerprint=key_fingerprint,
+    )
+    assessments = assessments or assess_all(policy, snapshot)
+    files: dict[str, bytes] = {}
+    reports: list[dict[str, Any]] = []
+    for cid in control_ids:
+        report = build_control_report(ctx, cid, assessments)
+        reports.append(report)
+        slug = report["control"]["slug"]
+        if formats & {"html", "pdf"}:
+            html = render_template(
+                "control_report.html.j2",
+                r=report,
+                chart=data_uri(chart_png(assessments[cid])),
+                bucket=bucket,
+            )
+            if "html" in formats:
+                files[f"controls/{slug}.html"] = html.encode()
+            if "pdf" in formats:
+                files[f"controls/{slug}.pdf"] = html_to_pdf(html, name=f"the report of {cid}")
+        if "json" in formats:
+            files[f"controls/{slug}.json"] = json_bytes(report)
+    index = build_index(ctx, framework=request.framework, reports=reports, assessments=assessments)
+    if formats & {"html", "pdf"}:
+        html = render_template(
+            "framework_index.html.j2", ix=index, bucket=bucket, link_html="html" in formats
+        )
+        if "html" in formats:
+            files["index.html"] = html.encode()
+        if "pdf" in formats:
+            files["index.pdf"] = html_to_pdf(html, name=f"the {request.framework} index")
+    files["index.json"] = json_bytes(index)  # always: the machine summary the e-mail and UI read
+    manifest, manifest_csv = _manifest(reports)
+    files["evidence-manifest.json"] = json_bytes(manifest)
+    files["evidence-manifest.csv"] = manifest_csv
+    covering = sorted({d["key"] for r in reports for d in r["digests"]})
+    rows = {d.key: d for d in snapshot.digests}
+    for key in covering:
+        files[f"digests/{key.rsplit('/', 1)[-1]}"] = reader.digest(rows[key])
+    files["digests.json"] = json_bytes(index["digests"])
+    files["public-key.pem"] = public_key_pem
+    files["oscal/assessment-results.json"] = json_bytes(
+        assessment_results(index=index, reports=reports, bucket=bucket)
+    )
+    files["VERIFY.md"] = render_template("VERIFY.md.j2", ix=index, bucket_arg=bucket).encode()
+    sums = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
+    files["SHA256SUMS"] = sums.encode()
+    return Bundle(
+        framework=request.framework,
+        period=request.period,
+        bucket=bucket,
+        files=dict(sorted(files.items())),
+        index=index,
+        reports=reports,
+    )
+
+
+def render_reports(
+    *,
+    requests: Iterable[ReportRequest],
+    ledger: Ledger,
+    store: EvidenceStore,
+    public_key_pem: bytes,
+    airflow_base_url: str | None,
+    policy: Policy | None = None,
+) -> list[Bundle]:
+    """Render every request (one ledger snapshot per distinct period; objects read once)."""
+    from attestly.policy import load_policy
+    from attestly.reports.source import ObjectReader, load_snapshot
+
+    policy = policy or load_policy()
+    reader = ObjectReader(store)
+    reqs = list(requests)
+    for req in reqs:
+        req.control_ids(policy)  # validate everything before any work
+    snapshots: dict[Period, tuple[Snapshot, dict[str, Assessment]]] = {}
+    bundles = []
+    for req in reqs:
+        if req.period not in snapshots:
+            snap = load_snapshot(ledger=ledger, period=req.period)
+            snapshots[req.period] = (snap, assess_all(policy, snap))
+        snap, assessments = snapshots[req.period]
+        bundles.append(
+            render_bundle(
+                policy=policy,
+                snapshot=snap,
+                reader=reader,
+                request=req,
+                bucket=store.bucket,
+                public_key_pem=public_key_pem,
+                airflow_base_url=airflow_base_url,
+                assessments=assessments,
+            )
+        )
+    return bundles
+
+
+def airflow_base_url() -> str | None:
+    """``AIRFLOW__API__BASE_URL``, else Airflow's ``[api] base_url`` when Airflow is importable."""
+    import os
+
+    value = os.environ.get("AIRFLOW__API__BASE_URL", "").strip()
+    if value:
+        return value
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        return None
+    configured = conf.get("api", "base_url", fallback="") or ""
+    return str(configured).strip() or None

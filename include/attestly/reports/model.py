@@ -1,0 +1,410 @@
+"""What a report says, computed from ledger records alone: periods, daily cells, statuses. Pure, no I/O.
+
+Status rules (a contract of the reports; they are also printed in every report):
+
+- A *collector-day* (one collector of the control, one UTC day of the period) is
+
+  - ``fail`` / ``error`` when any evidence item of that collector for that day failed or erred (every
+    item counts: a later passing re-run never hides an earlier failure; all items are listed);
+  - ``pass`` when at least one item passed and none failed or erred;
+  - ``not_assessed`` when the only items are ``not_applicable`` (nothing in scope, or a current-state
+    collector in a backfilled day): never effective;
+  - ``missing`` when there is no item at all.
+
+  *Event* collectors (``archive.manifest``, ``disposal.certificate``) only produce items when there is
+  something to archive or dispose of. Their items count on the day of the activity (the data interval
+  of the run that produced them, else the day they were ledgered). A day without an item is covered by
+  the producing workflow's run record (``retention_archive`` / ``key_disposal``): a successful run is
+  ``pass`` (it ran and nothing failed), a failed run is ``error``, no run is ``missing``.
+
+- A *control-day* is ``exception`` if any collector-day is ``fail``/``error``, else ``no_evidence`` if
+  any is ``missing`` (or the control has no collectors), else ``not_assessed`` if any is
+  ``not_assessed``, else ``effective``.
+
+- The control's status over the period, by precedence **exceptions > no evidence > effective**:
+  ``exceptions`` if any day is an exception; else ``no_evidence`` if any day is ``no_evidence`` or
+  ``not_assessed``; else ``effective`` (evidence for every collector on every day, all passing).
+
+An item counts for every day of the report period that its own period overlaps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+#: Event collectors and the daily workflow whose run record vouches for a quiet day.
+EVENT_COLLECTORS: Mapping[str, str] = {
+    "archive.manifest": "retention_archive",
+    "disposal.certificate": "key_disposal",
+}
+#: Collectors whose results get their own section in a report ("where the control is about them").
+ACTIVITY_COLLECTORS: tuple[str, ...] = ("quality.audit_log", "archive.manifest", "disposal.certificate")
+
+CellStatus = Literal["pass", "fail", "error", "not_assessed", "missing"]
+DayStatus = Literal["effective", "exception", "no_evidence", "not_assessed"]
+ControlStatus = Literal["effective", "exceptions", "no_evidence"]
+
+DAY_STATUSES: tuple[DayStatus, ...] = ("effective", "exception", "no_evidence", "not_assessed")
+CONTROL_STATUSES: tuple[ControlStatus, ...] = ("exceptions", "no_evidence", "effective")
+
+STATUS_RULE = (
+    "Status precedence: exceptions > no evidence > effective. A control is effective only when evidence "
+    "exists for each of its collectors on every day of the period and all of it passes. Any failing or "
+    "erroring item makes its day an exception. A day with no evidence for some collector is 'no evidence'; "
+    "a day whose only items are not applicable is 'not assessed' and counts as no evidence, never as "
+    "effective."
+)
+
+MAX_PERIOD_DAYS = 400
+
+
+class ReportInputError(ValueError):
+    """Bad report input (period, framework, control, recipient, format); the message names the value."""
+
+
+def _utc_midnight(d: date) -> datetime:
+    return datetime.combine(d, time(0), tzinfo=UTC)
+
+
+def parse_day(value: object, *, what: str) -> date:
+    """``YYYY-MM-DD`` (or a date) -> date; :class:`ReportInputError` naming ``what`` and the value."""
+    if isinstance(value, datetime):
+        raise ReportInputError(f"{what} {value!r} must be a date (YYYY-MM-DD), not a timestamp")
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ReportInputError(f"{what} {value!r} is not a date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ReportInputError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A report period: whole UTC days from ``start`` to ``end``, both inclusive."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ReportInputError(
+                f"period end {self.end.isoformat()} is before its start {self.start.isoformat()}"
+            )
+        if (self.end - self.start).days + 1 > MAX_PERIOD_DAYS:
+            raise ReportInputError(
+                f"period {self.start.isoformat()} .. {self.end.isoformat()} is longer than "
+                f"{MAX_PERIOD_DAYS} days"
+            )
+
+    @classmethod
+    def parse(cls, start: object, end: object) -> Period:
+        return cls(parse_day(start, what="period start"), parse_day(end, what="period end"))
+
+    @classmethod
+    def from_interval(cls, start: datetime, end: datetime) -> Period:
+        """A data interval ``[start, end)`` that begins and ends at UTC midnight (the DAG's quarter)."""
+        s, e = start.astimezone(UTC), end.astimezone(UTC)
+        for name, ts in (("start", s), ("end", e)):
+            if ts.time() != time(0):
+                raise ReportInputError(f"data interval {name} {ts.isoformat()} is not at UTC midnight")
+        return cls(s.date(), e.date() - timedelta(days=1))
+
+    @property
+    def start_dt(self) -> datetime:
+        return _utc_midnight(self.start)
+
+    @property
+    def end_dt(self) -> datetime:
+        """Exclusive end: midnight after the last day."""
+        return _utc_midnight(self.end + timedelta(days=1))
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+    @property
+    def quarter(self) -> str | None:
+        """``2026-Q1`` when the period is exactly a calendar quarter, else None."""
+        s = self.start
+        if s.day != 1 or s.month not in (1, 4, 7, 10):
+            return None
+        nxt = date(s.year + (s.month == 10), (s.month + 2) % 12 + 1, 1)
+        if self.end != nxt - timedelta(days=1):
+            return None
+        return f"{s.year}-Q{(s.month - 1) // 3 + 1}"
+
+    @property
+    def label(self) -> str:
+        """Path-safe label: ``2026-Q1`` for a quarter, else ``2026-01-05_2026-02-10``."""
+        return self.quarter or f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+    def contains(self, d: date) -> bool:
+        return self.start <= d <= self.end
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "days": len(self.days),
+            "label": self.label,
+        }
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """What the ledger says about one evidence item (``kind == "evidence"``)."""
+
+    seq: int
+    recorded_at: datetime
+    sha256: str
+    key: str
+    version_id: str
+    collector: str
+    controls: tuple[str, ...]
+    period_start: datetime
+    period_end: datetime
+    result: str
+    retroactive: bool
+    scope: Mapping[str, str]
+    finding_counts: Mapping[str, int]
+    airflow: Mapping[str, Any] | None
+
+    @classmethod
+    def from_body(cls, *, seq: int, recorded_at: datetime, body: Mapping[str, Any]) -> EvidenceRecord:
+        airflow = body.get("airflow")
+        return cls(
+            seq=seq,
+            recorded_at=recorded_at.astimezone(UTC),
+            sha256=str(body["sha256"]),
+            key=str(body["key"]),
+            version_id=str(body.get("version_id") or ""),
+            collector=str(body["collector"]),
+            controls=tuple(str(c) for c in body.get("controls", ())),
+            period_start=parse_ts(str(body["period_start"])),
+            period_end=parse_ts(str(body["period_end"])),
+            result=str(body["result"]),
+            retroactive=bool(body.get("retroactive", False)),
+            scope={str(k): str(v) for k, v in sorted((body.get("scope") or {}).items())},
+            finding_counts={str(k): int(v) for k, v in sorted((body.get("findings") or {}).items())},
+            airflow=dict(airflow) if isinstance(airflow, Mapping) else None,
+        )
+
+    def overlapped_days(self, period: Period) -> list[date]:
+        """Days of ``period`` that this item's own period ``[start, end)`` overlaps (an instant counts
+        for its day)."""
+        first = self.period_start.date()
+        last = (
+            first
+            if self.period_end <= self.period_start
+            else (self.period_end - timedelta(microseconds=1)).date()
+        )
+        lo, hi = max(first, period.start), min(last, period.end)
+        return [lo + timedelta(days=n) for n in range((hi - lo).days + 1)] if lo <= hi else []
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A workflow run record (``kind == "run"``): which DAG ran which interval, and the outcome."""
+
+    seq: int
+    dag_id: str
+    run_id: str
+    start: datetime
+    end: datetime
+    outcome: str
+    failed_tasks: tuple[str, ...]
+
+    @classmethod
+    def from_body(cls, *, seq: int, body: Mapping[str, Any]) -> RunRecord | None:
+        interval = body.get("data_interval") or {}
+        try:
+            return cls(
+                seq=seq,
+                dag_id=str(body["dag_id"]),
+                run_id=str(body["run_id"]),
+                start=parse_ts(str(interval["start"])),
+                end=parse_ts(str(interval["end"])),
+                outcome=str(body.get("outcome", "")),
+                failed_tasks=tuple(str(t) for t in body.get("failed_tasks", ())),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def covers(self, day: date) -> bool:
+        return self.start < _utc_midnight(day + timedelta(days=1)) and self.end > _utc_midnight(day)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One collector on one day: its status and the evidence (ledger seqs) or run record behind it."""
+
+    collector: str
+    day: date
+    status: CellStatus
+    items: tuple[int, ...] = ()
+    runs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    status: DayStatus
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A control over a period: one :class:`Day` per day, the overall status, and the counts."""
+
+    control_id: str
+    collectors: tuple[str, ...]
+    period: Period
+    days: tuple[Day, ...]
+    status: ControlStatus
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def days_with(self, status: DayStatus) -> list[date]:
+        return [d.day for d in self.days if d.status == status]
+
+    def missing(self) -> dict[str, list[date]]:
+        """Per collector, the days it had no evidence."""
+        out: dict[str, list[date]] = {}
+        for d in self.days:
+            for c in d.cells:
+                if c.status == "missing":
+                    out.setdefault(c.collector, []).append(d.day)
+        return out
+
+    def evidence_seqs(self) -> list[int]:
+        return sorted({s for d in self.days for c in d.cells for s in c.items})
+
+    def run_seqs(self) -> list[int]:
+        return sorted({s for d in self.days for c in d.cells for s in c.runs})
+
+
+def cell_status(results: Iterable[str]) -> CellStatus:
+    """Collector-day status from its items' results (see the module docstring)."""
+    found = set(results)
+    if "error" in found:
+        return "error"
+    if "fail" in found:
+        return "fail"
+    if "pass" in found:
+        return "pass"
+    if "not_applicable" in found:
+        return "not_assessed"
+    return "missing"
+
+
+def day_status(cells: Sequence[Cell]) -> DayStatus:
+    statuses = {c.status for c in cells}
+    if statuses & {"fail", "error"}:
+        return "exception"
+    if not cells or "missing" in statuses:
+        return "no_evidence"
+    if "not_assessed" in statuses:
+        return "not_assessed"
+    return "effective"
+
+
+def control_status(days: Iterable[DayStatus]) -> ControlStatus:
+    found = set(days)
+    if "exception" in found:
+        return "exceptions"
+    if found & {"no_evidence", "not_assessed"} or not found:
+        return "no_evidence"
+    return "effective"
+
+
+class EvidenceIndex:
+    """Evidence and run records of one period, indexed by (collector, day)."""
+
+    def __init__(
+        self, *, period: Period, evidence: Iterable[EvidenceRecord], runs: Iterable[RunRecord]
+    ) -> None:
+        self.period = period
+        self.runs: list[RunRecord] = sorted(runs, key=lambda r: r.seq)
+        self._run_by_id = {(r.dag_id, r.run_id): r for r in self.runs}
+        self.by_seq: dict[int, EvidenceRecord] = {}
+        self._cells: dict[tuple[str, date], list[EvidenceRecord]] = {}
+        for rec in sorted(evidence, key=lambda r: r.seq):
+            days = self.days_of(rec)
+            if not days:
+                continue
+            self.by_seq[rec.seq] = rec
+            for d in days:
+                self._cells.setdefault((rec.collector, d), []).append(rec)
+
+    def days_of(self, rec: EvidenceRecord) -> list[date]:
+        """Days of the period an item counts for (event items: the day of the activity)."""
+        if rec.collector in EVENT_COLLECTORS:
+            day = rec.recorded_at.date()
+            if rec.airflow:
+                run = self._run_by_id.get((str(rec.airflow.get("dag_id")), str(rec.airflow.get("run_id"))))
+                if run is not None:
+                    day = run.start.date()
+            return [day] if self.period.contains(day) else []
+        return rec.overlapped_days(self.period)
+
+    def items(self, collector: str, day: date) -> list[EvidenceRecord]:
+        return list(self._cells.get((collector, day), ()))
+
+    def cell(self, collector: str, day: date) -> Cell:
+        items = self.items(collector, day)
+        status = cell_status(r.result for r in items)
+        if collector in EVENT_COLLECTORS and status == "missing":
+            runs = [r for r in self.runs if r.dag_id == EVENT_COLLECTORS[collector] and r.covers(day)]
+            if runs:
+                failed = any(r.outcome != "success" for r in runs)
+                return Cell(collector, day, "error" if failed else "pass", runs=tuple(r.seq for r in runs))
+        return Cell(collector, day, status, items=tuple(r.seq for r in items))
+
+    def assess(self, *, control_id: str, collectors: Sequence[str]) -> Assessment:
+        days: list[Day] = []
+        for d in self.period.days:
+            cells = tuple(self.cell(c, d) for c in collectors)
+            days.append(Day(d, day_status(cells), cells))
+        counts: dict[str, int] = {s: sum(1 for d in days if d.status == s) for s in DAY_STATUSES}
+        return Assessment(
+            control_id=control_id,
+            collectors=tuple(collectors),
+            period=self.period,
+            days=tuple(days),
+            status=control_status(d.status for d in days),
+            counts=counts,
+        )
+
+
+def day_ranges(days: Iterable[date]) -> str:
+    """``2026-01-01..2026-01-03, 2026-01-07`` for a set of days (empty string for none)."""
+    ordered = sorted(set(days))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == timedelta(days=1):
+            j += 1
+        first, last = ordered[i], ordered[j]
+        parts.append(first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def control_slug(control_id: str) -> str:
+    """File-name-safe, unique form of a control id: ``hipaa:164.312(a)(1)`` -> ``hipaa_164.312-a-1``."""
+    framework, _, ref = control_id.partition(":")
+    ref = ref.replace("(", "-").replace(")", "")
+    return f"{framework}_{_SLUG_BAD.sub('-', ref)}".strip("-")

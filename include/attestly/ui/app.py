@@ -1,0 +1,115 @@
+"""The FastAPI app behind the Evidence view, mounted by the plugin at ``/attestly`` in the api-server.
+
+Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
+:func:`attestly.ui.auth.require_airflow_user`):
+
+- ``GET  /attestly/``                 the HTML page;
+- ``GET  /attestly/api/overview``     the same data as JSON (:meth:`Overview.to_dict`);
+- ``POST /attestly/api/verify``       run ``verify`` now and cache the result; needs the header
+  ``X-Attestly-Action: verify`` (a cross-site form cannot set it), 409 while another check runs;
+- ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket, served with
+  ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
+
+Data comes from ``attestly_db`` (the ledger), ``aws_default`` and ``ATTESTLY_EVIDENCE_BUCKET``, read per
+request; blocking work runs in FastAPI's thread pool (the route functions are synchronous).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+APP_PREFIX = "/attestly"
+VERIFY_HEADER = "X-Attestly-Action"
+
+
+def _overview(base_url: str | None, today: date | None = None) -> Any:
+    from attestly import config
+    from attestly.connections import aws_client
+    from attestly.ledger import Ledger
+    from attestly.policy import load_policy
+    from attestly.ui.overview import build_overview
+    from attestly.ui.verify_cache import last_verify
+
+    with Ledger.connect() as ledger:
+        return build_overview(
+            ledger=ledger,
+            policy=load_policy(),
+            s3=aws_client("s3"),
+            bucket=config.evidence_bucket(),
+            today=today,
+            base_url=base_url,
+            verify=last_verify(),
+        )
+
+
+def create_app(*, auth: Callable[..., Any], base_url: Callable[[], str | None] = lambda: None) -> FastAPI:
+    """The app; ``auth`` is a FastAPI dependency applied to every route, ``base_url`` gives the Airflow
+    base URL used in run links (read per request)."""
+    app = FastAPI(
+        title="Attestly evidence",
+        description="The Evidence view of Attestly (control status, seals, verification, reports).",
+        dependencies=[Depends(auth)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def app_root(request: Request) -> str:
+        return str(request.scope.get("root_path") or APP_PREFIX).rstrip("/")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(request: Request) -> HTMLResponse:
+        from attestly.ui.page import render_page
+
+        html = render_page(_overview(base_url()), app_root=app_root(request))
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("", include_in_schema=False)
+    def page_without_slash(request: Request) -> RedirectResponse:
+        return RedirectResponse(app_root(request) + "/")
+
+    @app.get("/api/overview")
+    def overview_json() -> JSONResponse:
+        return JSONResponse(_overview(base_url()).to_dict(), headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/verify")
+    def verify(action: str | None = Header(default=None, alias=VERIFY_HEADER)) -> JSONResponse:
+        from attestly.ui.verify_cache import VerifyBusy, run_verify
+
+        if action != "verify":
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: verify")
+        try:
+            return JSONResponse(run_verify())
+        except VerifyBusy as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    @app.get("/reports/file")
+    def report_file(key: str = Query(..., max_length=1024)) -> Response:
+        from attestly import config
+        from attestly.connections import aws_client
+        from attestly.reports.bundle import content_type
+
+        if not key.startswith("reports/") or ".." in key.split("/") or "\\" in key:
+            raise HTTPException(404, "not a report object")
+        s3 = aws_client("s3")
+        try:
+            obj = s3.get_object(Bucket=config.evidence_bucket(), Key=key)
+        except s3.exceptions.NoSuchKey as exc:
+            raise HTTPException(404, "no such report object") from exc
+        body = obj["Body"].read()
+        name = key.rsplit("/", 1)[-1]
+        headers = {
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        }
+        if not name.endswith((".html", ".pdf", ".json", ".csv", ".md", ".pem")):
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(body, media_type=content_type(name), headers=headers)
+
+    return app

@@ -1,0 +1,390 @@
+"""The Evidence view through Airflow's real api-server: the plugin is loaded, its pages require Airflow's
+own login (401 without a token, 403 with a bad one), and with a JWT from `POST /auth/token` they show
+each control's status for the quarter to date, the latest seals, the last `verify` and the reports, each
+linked to the DAG run behind it. When Chromium is installed, a headless browser logged in with the UI's
+session cookie opens the view inside the Airflow UI and takes a screenshot."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from attestly.connections import aws_client
+from tests.conftest import recreate_database
+from tests.integration.test_backfill import airflow_running, api_token
+
+pytestmark = pytest.mark.integration
+
+EVIDENCE_RUN = "scheduled__2026-01-01T00:00:00+00:00"  # any run id: the page links what the ledger says
+REPORT_RUN = "manual__2026-01-02T00:00:00+00:00"
+
+
+def _plant(bucket: str) -> dict[str, Any]:
+    """A ledger and bucket with: one control whose every collector passed over the whole quarter to
+    date, one failing collector, a run record, a seal, and one report rendition under reports/."""
+    from attestly.evidence import AirflowContext, EvidenceItem, Finding
+    from attestly.ledger import Ledger
+    from attestly.policy import load_policy
+    from attestly.recording import record_evidence
+    from attestly.reports.model import EVENT_COLLECTORS
+    from attestly.signing import signer_from_connection
+    from attestly.store import EvidenceStore
+    from attestly.ui import quarter_to_date
+
+    policy = load_policy()
+    period = quarter_to_date(datetime.now(UTC).date())
+    start = datetime.combine(period.start, time(0), tzinfo=UTC)
+    end = period.end_dt
+    usable = {
+        cid: set(c.collectors)
+        for cid, c in policy.controls.items()
+        if c.collectors and not set(c.collectors) & set(EVENT_COLLECTORS)
+    }
+    passing_id = min(usable, key=lambda cid: (len(usable[cid]), cid))
+    passing = usable[passing_id]
+    failing_id, failing_collector = next(
+        (cid, sorted(cols - passing)[0]) for cid, cols in sorted(usable.items()) if cols - passing
+    )
+    touched = passing | {failing_collector}
+    silent_id = next(cid for cid, cols in sorted(usable.items()) if not cols & touched)
+
+    store = EvidenceStore(
+        bucket=bucket, s3=aws_client("s3"), retention_days=policy.retention.evidence.retention_days
+    )
+    ctx = AirflowContext(
+        dag_id="evidence_collection", run_id=EVIDENCE_RUN, task_id="collect_auditdb", try_number=1
+    )
+
+    def item(collector: str, result: str) -> EvidenceItem:
+        findings = (Finding(resource="planted", status=result, detail="planted by test_plugin"),)  # type: ignore[arg-type]
+        return EvidenceItem(
+            collector=collector,
+            controls=tuple(policy.controls_for_collector(collector)),
+            period_start=start,
+            period_end=end,
+            scope={"database": "audit"},
+            retroactive=True,
+            result=result,  # type: ignore[arg-type]
+            findings=findings,
+            airflow=ctx,
+        )
+
+    with Ledger.connect() as ledger:
+        for collector in sorted(passing):
+            record_evidence(item(collector, "pass"), store=store, ledger=ledger)
+        failed = record_evidence(item(failing_collector, "fail"), store=store, ledger=ledger)
+        ledger.append(
+            "run",
+            {
+                "dag_id": "evidence_collection",
+                "run_id": EVIDENCE_RUN,
+                "run_type": "scheduled",
+                "data_interval": {"start": start.isoformat(), "end": end.isoformat()},
+                "tasks": [],
+                "evidence": [],
+                "failed_tasks": [],
+                "outcome": "success",
+            },
+            dedupe_key=f"run:test-plugin:{uuid.uuid4().hex}",
+        )
+        sealed = ledger.seal(store=store, signer=signer_from_connection())
+        assert sealed is not None
+        prefix = f"reports/soc2/{period.label}/0123456789abcdef/"
+        html = b"<!doctype html><title>SOC 2 index</title><h1>SOC 2</h1>"
+        stored = store.put_bytes(
+            prefix + "index.html", html, retain_until=store.retain_until_for(end), content_type="text/html"
+        )
+        store.put_bytes(
+            prefix + "attestly-soc2-packet.zip",
+            b"PK\x05\x06" + bytes(18),
+            retain_until=store.retain_until_for(end),
+        )
+        ledger.append(
+            "report",
+            {
+                "framework": "soc2",
+                "period": period.to_dict(),
+                "prefix": prefix,
+                "airflow": {"dag_id": "control_reports", "run_id": REPORT_RUN},
+            },
+            dedupe_key=f"report:test-plugin:{uuid.uuid4().hex}",
+        )
+    return {
+        "period": period,
+        "passing": passing_id,
+        "failing": failing_id,
+        "failing_collector": failing_collector,
+        "failing_seq": failed["seq"],
+        "silent": silent_id,
+        "digest": sealed["key"],
+        "report_key": stored.key,
+        "report_body": html,
+    }
+
+
+@pytest.fixture(scope="module")
+def ui(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
+    recreate_database("attestly")
+    bucket = f"ui-{uuid.uuid4().hex[:10]}"
+    aws_client("s3").create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    saved = os.environ.get("ATTESTLY_EVIDENCE_BUCKET")
+    os.environ["ATTESTLY_EVIDENCE_BUCKET"] = bucket
+    try:
+        planted = _plant(bucket)
+        with airflow_running({"ATTESTLY_EVIDENCE_BUCKET": bucket}) as info:
+            yield {**info, **planted, "bucket": bucket, "token": api_token(info)}
+    finally:
+        if saved is not None:
+            os.environ["ATTESTLY_EVIDENCE_BUCKET"] = saved
+
+
+def _get(ui: dict[str, Any], path: str, *, token: str | None = None, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(ui["url"] + path, headers=headers, timeout=60, **kw)
+
+
+def _run_url(ui: dict[str, Any], dag_id: str, run_id: str) -> str:
+    return f"{ui['url']}/dags/{dag_id}/runs/{quote(run_id, safe='')}"
+
+
+def test_the_view_requires_airflow_login(ui: dict[str, Any]) -> None:
+    for path in ("/attestly/", "/attestly/api/overview", f"/attestly/reports/file?key={ui['report_key']}"):
+        assert _get(ui, path).status_code == 401, path
+        assert _get(ui, path, token="not-a-jwt").status_code == 403, path
+    anonymous = httpx.post(
+        ui["url"] + "/attestly/api/verify", headers={"X-Attestly-Action": "verify"}, timeout=30
+    )
+    assert anonymous.status_code == 401
+
+
+def test_the_plugin_is_registered_in_the_ui(ui: dict[str, Any]) -> None:
+    resp = _get(ui, "/api/v2/plugins", token=ui["token"])
+    assert resp.status_code == 200
+    plugin = next(p for p in resp.json()["plugins"] if p["name"] == "attestly")
+    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/attestly"]
+    view = plugin["external_views"][0]
+    assert (view["name"], view["url_route"], view["href"], view["destination"]) == (
+        "Evidence",
+        "evidence",
+        "attestly/",
+        "nav",
+    )
+
+
+def test_overview_shows_status_seals_reports_and_runs(ui: dict[str, Any]) -> None:
+    resp = _get(ui, "/attestly/api/overview", token=ui["token"])
+    assert resp.status_code == 200, resp.text[:2000]
+    data = resp.json()
+    assert data["bucket"] == ui["bucket"]
+    assert data["period"]["start"] == ui["period"].start.isoformat()
+    controls = {c["control_id"]: c for c in data["controls"]}
+    assert controls[ui["passing"]]["status"] == "pass"
+    assert controls[ui["passing"]]["days"]["effective"] == len(ui["period"].days)
+    assert controls[ui["failing"]]["status"] == "fail"
+    assert controls[ui["silent"]]["status"] == "no_evidence"
+    exceptions = controls[ui["failing"]]["exceptions"]
+    assert [(e["collector"], e["seq"]) for e in exceptions] == [(ui["failing_collector"], ui["failing_seq"])]
+    evidence_run = _run_url(ui, "evidence_collection", EVIDENCE_RUN)
+    assert exceptions[0]["run"]["url"] == evidence_run
+    assert all(i["run"]["url"] == evidence_run for i in controls[ui["passing"]]["latest"])
+
+    assert data["seals_total"] == 1
+    seal = data["seals"][0]
+    assert seal["key"] == ui["digest"] and seal["first_seq"] == 1 and seal["sealed_at"]
+    assert [r["url"] for r in seal["runs"]] == [evidence_run]
+
+    [report] = data["reports"]
+    assert (report["framework"], report["period"]) == ("soc2", ui["period"].label)
+    assert report["run"]["url"] == _run_url(ui, "control_reports", REPORT_RUN)
+    assert {f["name"] for f in report["files"]} == {"index.html", "attestly-soc2-packet.zip"}
+
+
+def test_page_verify_and_report_files(ui: dict[str, Any]) -> None:
+    page = _get(ui, "/attestly/", token=ui["token"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert f'data-control="{ui["passing"]}" data-status="pass"' in html
+    assert f'data-control="{ui["failing"]}" data-status="fail"' in html
+    assert f'data-control="{ui["silent"]}" data-status="no_evidence"' in html
+    assert ui["digest"] in html
+    assert f'href="{_run_url(ui, "evidence_collection", EVIDENCE_RUN)}"' in html
+    assert f'href="{_run_url(ui, "control_reports", REPORT_RUN)}"' in html
+    assert "No verification has been run from this page yet." in html
+
+    # verify: a cross-site form cannot send the header; with it, the bucket is checked and cached.
+    url = ui["url"] + "/attestly/api/verify"
+    auth = {"Authorization": f"Bearer {ui['token']}"}
+    assert httpx.post(url, headers=auth, timeout=60).status_code == 400
+    resp = httpx.post(url, headers={**auth, "X-Attestly-Action": "verify"}, timeout=300)
+    assert resp.status_code == 200, resp.text[:2000]
+    result = resp.json()
+    assert result["report"]["ok"] is True, result["summary"]
+    assert result["report"]["ledger_checked"] is True
+    assert result["report"]["found"]["digests_valid"] == 1
+    cached = Path(ui["logs"]).parent / "ui" / "last-verify.json"
+    assert json.loads(cached.read_text())["checked_at"] == result["checked_at"]
+    html = _get(ui, "/attestly/", token=ui["token"]).text
+    assert '<span class="ok">OK</span>' in html and result["checked_at"] in html
+
+    # report files: served from the bucket, sandboxed; nothing outside reports/.
+    obj = _get(ui, "/attestly/reports/file", token=ui["token"], params={"key": ui["report_key"]})
+    assert obj.status_code == 200 and obj.content == ui["report_body"]
+    assert obj.headers["content-security-policy"] == "sandbox"
+    assert f'href="/attestly/reports/file?key={ui["report_key"]}"' in html
+    for key in (f"objects/{ui['digest']}", "reports/../digests/x.json"):
+        assert _get(ui, "/attestly/reports/file", token=ui["token"], params={"key": key}).status_code == 404
+
+
+def test_the_view_in_the_airflow_ui(ui: dict[str, Any], tmp_path: Path) -> None:
+    """A person's view: headless Chromium logged in (the UI's `_token` cookie, no bearer header) opens
+    `/plugin/evidence`; the Airflow UI frames the page, which lists every control. Screenshot under
+    tmp_path. Skipped when Chromium is not installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium): no browser check")
+    png = tmp_path / "airflow-evidence-view.png"
+    count = asyncio.run(_browse(browser, ui["url"], ui["token"], png, tmp_path / "chromium-profile"))
+    from attestly.policy import load_policy
+
+    assert count == len(load_policy().controls)
+    assert png.stat().st_size > 10_000
+    print(f"screenshot: {png}")
+
+
+async def _browse(browser: str, url: str, token: str, png: Path, profile: Path) -> int:
+    """Drive Chromium over the DevTools protocol: set the session cookie, open the view, wait until the
+    framed page shows its controls, take a screenshot; returns how many controls the frame lists."""
+    import websockets
+
+    proc = subprocess.Popen(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1500,1000",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        active = profile / "DevToolsActivePort"
+        for _ in range(300):
+            if active.exists() and active.read_text().strip():
+                break
+            await asyncio.sleep(0.1)
+        port = active.read_text().split()[0]
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20) as ws:
+            ids = iter(range(1, 10_000))
+
+            async def call(method: str, **params: Any) -> dict[str, Any]:
+                mid = next(ids)
+                await ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+                while True:
+                    msg = json.loads(await ws.recv())
+                    if msg.get("id") == mid:
+                        assert "error" not in msg, msg
+                        return dict(msg["result"])
+
+            await call("Network.enable")
+            await call("Network.setCookie", name="_token", value=token, url=url)
+            await call("Page.navigate", url=f"{url}/plugin/evidence")
+            probe = (
+                "(() => { const f = document.querySelector('iframe');"
+                " const d = f && f.contentDocument;"
+                " return d ? d.querySelectorAll('tr[data-control]').length : -1; })()"
+            )
+            count = -1
+            for _ in range(120):
+                result = await call("Runtime.evaluate", expression=probe, returnByValue=True)
+                count = int(result["result"].get("value", -1))
+                if count > 0:
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(1)  # let the frame finish painting
+            shot = await call("Page.captureScreenshot", format="png")
+            png.write_bytes(base64.b64decode(shot["data"]))
+            return count
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_quarter_to_date_and_run_links() -> None:
+    """Pure parts of the view (no services): the period and the run links."""
+    from datetime import date
+
+    from attestly.ui import quarter_to_date, run_url
+
+    assert (quarter_to_date(date(2026, 11, 22)).start, quarter_to_date(date(2026, 11, 22)).end) == (
+        date(2026, 10, 1),
+        date(2026, 11, 21),
+    )
+    first_day = quarter_to_date(date(2026, 4, 1))
+    assert (first_day.start, first_day.end) == (date(2026, 4, 1), date(2026, 4, 1))
+    assert quarter_to_date(date(2026, 3, 31)).start == date(2026, 1, 1)
+    assert run_url(None, "d", "backfill__2026-11-02T00:00:00+00:00") == (
+        "/dags/d/runs/backfill__2026-11-02T00%3A00%3A00%2B00%3A00"
+    )
+    assert run_url("http://x/", "d", "r") == "http://x/dags/d/runs/r"
+    assert run_url("http://x", "d", None) is None
+
+
+def test_page_escapes_ledger_text() -> None:
+    """Text from the ledger or the bucket cannot inject markup into the page."""
+    from datetime import date
+
+    from attestly.ui import Overview, quarter_to_date, render_page
+    from attestly.ui.overview import ControlRow
+
+    evil = '<script>alert(1)</script>"'
+    overview = Overview(
+        generated_at="2026-11-22T00:00:00Z",
+        period=quarter_to_date(date(2026, 11, 22)),
+        bucket=evil,
+        controls=[
+            ControlRow(
+                control_id=evil,
+                framework="soc2",
+                title=evil,
+                owner="o@example.com",
+                status="no_evidence",
+                report_status="no_evidence",
+                days={},
+                latest=(),
+                exceptions=(),
+                exceptions_total=0,
+                runs=(),
+            )
+        ],
+        seals=[],
+        seals_total=0,
+        reports=[],
+        reports_truncated=False,
+        verify=None,
+    )
+    html = render_page(overview)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
