@@ -5,6 +5,7 @@ Re-runnable: days already seeded are not seeded again, and every workflow is ide
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def _loaded_until(conn_id: str = "audit_writer") -> dict[str, datetime]:
         return {r[0]: r[1] for r in conn.execute("SELECT source, occurred_at FROM audit.chain_heads()")}
 
 
-def run_dag(dag_id: str, logical: date) -> bool:
+def run_dag(dag_id: str, logical: date, conf: dict[str, Any] | None = None) -> bool:
     """`airflow dags test` for the interval ending at ``logical``; the log goes to the stack's logs."""
     from attestly.stack import core
 
@@ -40,7 +41,14 @@ def run_dag(dag_id: str, logical: date) -> bool:
     airflow = str(Path(sys.executable).with_name("airflow"))
     with log.open("w") as out:
         proc = subprocess.run(
-            [airflow, "dags", "test", dag_id, logical.isoformat()],
+            [
+                airflow,
+                "dags",
+                "test",
+                dag_id,
+                logical.isoformat(),
+                *(["-c", json.dumps(conf)] if conf else []),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "ATTESTLY_RETRY_DELAY_SECONDS": "5"},
@@ -181,6 +189,41 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     summary.append(f"verify: {'OK' if verify.returncode == 0 else 'FAILED'} (exit {verify.returncode})")
 
     elapsed = time.perf_counter() - started
+    yesterday = today - timedelta(days=1)
+    _step(f"8. control_reports for {yesterday}: per-control reports, indexes, auditor packet, OSCAL, e-mail")
+    before = set(core.paths().mail.glob("*.eml"))
+    reports_ok = run_dag(
+        "control_reports",
+        today,
+        conf={"period_start": yesterday.isoformat(), "period_end": yesterday.isoformat(), "send_email": True},
+    )
+    out = core.paths().home / "reports"
+    render = subprocess.run(
+        [sys.executable, "-m", "attestly.cli", "report", "render", "--framework", "all", "--from",
+         yesterday.isoformat(), "--to", yesterday.isoformat(), "--out", str(out), "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    statuses: dict[str, int] = {}
+    try:
+        rendered = json.loads(render.stdout)
+        bundles = rendered if isinstance(rendered, list) else rendered.get("bundles", [])
+        for fw in bundles:
+            for status, n in (fw.get("status_counts") or {}).items():
+                statuses[status] = statuses.get(status, 0) + int(n)
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        rendered = None
+    new_mail = sorted(set(core.paths().mail.glob("*.eml")) - before)
+    _say(
+        f"  reports stored under s3://{os.environ.get('ATTESTLY_EVIDENCE_BUCKET', 'attestly-evidence')}/reports/ "
+        f"({'run succeeded' if reports_ok else 'run FAILED'}); a copy to open: {out}"
+    )
+    if statuses:
+        _say("  control statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    _say(f"  e-mail(s) sent to the control owners: {len(new_mail)} in {core.paths().mail}")
+    summary.append(
+        f"reports: {out} (open */index.html), stored under reports/ in the bucket; e-mails in {core.paths().mail}"
+    )
+
     _step("Summary")
     for line in summary:
         _say(f"  - {line}")
