@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attestly-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps demo airflow test test-unit test-integration lint fixes bench stop clean
+.PHONY: help setup system-deps demo airflow test test-all test-unit test-integration lint fixes bench stop clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ demo: setup ## the whole cycle on the embedded local stack
 airflow: setup ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
 	$(BIN)/python -m attestly.stack.airflow_services
 
-test: setup system-deps ## all tests (unit, DAG policy, integration on the real local stack)
+test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
+	$(BIN)/pytest -m "not slow"
+
+test-all: setup system-deps ## everything, including the ~10-minute scheduler-driven backfill
 	$(BIN)/pytest
 
 test-unit: setup

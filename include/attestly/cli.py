@@ -387,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--json", action="store_true")
     qr.set_defaults(func=cmd_quality_run)
 
+    from attestly.archive.cli import register as register_archive
     from attestly.reports.cli import register as register_reports
 
+    register_archive(sub)
     register_reports(sub)
 
     p = sub.add_parser("demo", help="what `make demo` runs: the whole cycle on the local stack")

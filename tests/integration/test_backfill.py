@@ -32,7 +32,7 @@ from attestly.connections import aws_client
 from attestly.ledger import Ledger
 from tests.conftest import recreate_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TODAY = datetime.now(UTC).date()
 # Seven daily intervals [FIRST, FIRST + 1) .. [LAST, LAST + 1), all ended well over a day ago.

@@ -22,15 +22,20 @@ one quality check fail:
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestly.audit.chain import row_hash
+
+if TYPE_CHECKING:
+    from attestly.keys import PhiVault
 
 FAULT_KINDS = ("gap", "seq-hole", "duplicate", "null", "bad-enum", "phi-leak", "chain-break", "future")
 _FAULT_KEYS: dict[str, dict[str, type]] = {
@@ -280,11 +285,14 @@ def plan_events(
     rng: random.Random,
     required_columns: Sequence[str],
     enums: dict[str, Sequence[str]],
+    phi: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> Plan:
     """Generate rows (logical column names) with chains and faults applied; no database access.
 
-    ``sources`` is ``(name, min_events_per_hour, quiet_allowed)``. Raises :class:`SeedError` for
-    faults that cannot land as asked.
+    ``sources`` is ``(name, min_events_per_hour, quiet_allowed)``. ``phi``, when given, is called once
+    with every generated row before the chains are hashed, to fill ``phi_ciphertext`` and
+    ``subject_key_id`` (the hash covers both). Raises :class:`SeedError` for faults that cannot land as
+    asked.
     """
     begin = datetime(start.year, start.month, start.day, tzinfo=UTC)
     end = begin + timedelta(days=days)
@@ -438,6 +446,10 @@ def plan_events(
                 }
             )
 
+    # PHI, encrypted per subject, before hashing.
+    if phi is not None:
+        phi([r for rows in by_source.values() for r in rows])
+
     # The chains.
     for name, rows in by_source.items():
         head = heads.get(name, Head(0, None, None))
@@ -555,8 +567,16 @@ def seed_audit(
     injections: Iterable[Injection] = (),
     random_seed: int | None = None,
     writer_conn_id: str = "audit_writer",
+    phi: bool = True,
+    keys_conn_id: str = "attestly_db",
 ) -> dict[str, Any]:
-    """Generate and load events; return what was loaded and exactly what was planted."""
+    """Generate and load events; return what was loaded and exactly what was planted.
+
+    With ``phi`` (the default), events that have a subject carry synthetic PHI encrypted with that
+    subject's data key (:class:`attestly.keys.PhiVault`, keys in the registry of ``keys_conn_id``):
+    ``phi_ciphertext`` and ``subject_key_id`` are set before the row is hashed. Data keys are unwrapped
+    once per subject per call.
+    """
     import psycopg
     from psycopg import sql
     from psycopg.types.json import Jsonb
@@ -579,7 +599,12 @@ def seed_audit(
     rng = random.Random(random_seed if random_seed is not None else start.toordinal())
 
     t0 = time.perf_counter()
-    with pg_connect(writer_conn_id) as conn:
+    vault: PhiVault | None = None
+    if phi:
+        from attestly.keys import PhiVault
+
+        vault = PhiVault.connect(conn_id=keys_conn_id, created_by="attestly seed")
+    with pg_connect(writer_conn_id) as conn, _closing_vault(vault):
         heads = {
             r[0]: Head(int(r[1]), bytes(r[2]) if r[2] is not None else None, r[3])
             for r in conn.execute(
@@ -598,6 +623,7 @@ def seed_audit(
             rng=rng,
             required_columns=list(table.required),
             enums={k: list(v) for k, v in table.enums.items()},
+            phi=_phi_filler(vault) if vault is not None else None,
         )
         months = sorted({date(r["timestamp"].year, r["timestamp"].month, 1) for r in plan.rows})
         for m in months:
@@ -634,3 +660,39 @@ def seed_audit(
         "rows_per_second": len(plan.rows) / seconds if seconds else 0.0,
         "injected": plan.injected,
     }
+
+
+# ------------------------------------------------------------------------------------------------ PHI
+
+
+def _phi_plaintext(row: dict[str, Any]) -> bytes:
+    """Synthetic PHI for a row: deterministic from the row, nothing real."""
+    body = {
+        "subject": row["subject"],
+        "record": row["resource"],
+        "note": f"synthetic note, event {row['id']}",
+    }
+    return json.dumps(body, sort_keys=True).encode("utf-8")
+
+
+def _phi_filler(vault: PhiVault) -> Callable[[list[dict[str, Any]]], None]:
+    """Fill ``phi_ciphertext`` / ``subject_key_id`` of rows with a subject (keys fetched in one go)."""
+
+    def fill(rows: list[dict[str, Any]]) -> None:
+        vault.prefetch({r["subject"] for r in rows if r.get("subject")})
+        for r in rows:
+            if r.get("subject"):
+                r["phi_ciphertext"], r["subject_key_id"] = vault.encrypt(
+                    subject_id=r["subject"], plaintext=_phi_plaintext(r)
+                )
+
+    return fill
+
+
+@contextmanager
+def _closing_vault(vault: PhiVault | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if vault is not None:
+            vault.close()

@@ -1,0 +1,83 @@
+"""Task bodies of ``retention_archive``: plan -> archive (upload + verify) -> purge -> record.
+
+Every task works from the run's data interval: records are due when their online period ends on or before
+the interval's end (``as_of``), never the wall clock. Each task re-derives its work from the journal, so
+any task can be retried or the whole run repeated after a crash: what is done stays done, what is not is
+finished. XCom carries batch ids, states, counts and evidence hashes only — never key material.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attestly.workflows.common import airflow_context, interval, task_summary
+
+
+def _as_of(context: Any) -> Any:
+    _start, end = interval(context)
+    return end.date()
+
+
+def _open(context: Any) -> Any:
+    from attestly.archive.context import ArchiveContext
+
+    return ArchiveContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
+
+
+def _batches(ctx: Any, plan: dict[str, Any] | None) -> list[Any]:
+    if not plan:
+        return []
+    return [ctx.journal.batch(bid) for bid in plan["batches"]]
+
+
+def plan(context: Any) -> dict[str, Any]:
+    """Plan the batches due at the end of the interval (creates their archive keys)."""
+    from attestly.archive.planning import plan as plan_batches
+
+    with _open(context) as ctx:
+        result = plan_batches(ctx, as_of=_as_of(context))
+    return result.to_dict()
+
+
+def archive(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Upload and verify every planned batch; a batch that fails does not stop the others, and fails
+    the task at the end (with a ``fail`` evidence item recorded for a verification mismatch)."""
+    from attestly.archive.errors import ArchiveError, VerificationMismatch
+    from attestly.archive.manifest import record_failure
+    from attestly.archive.runner import ArchiveRunFailed, archive_batch, states
+
+    failures: dict[str, str] = {}
+    recorded: list[dict[str, Any]] = []
+    with _open(context) as ctx:
+        batches = _batches(ctx, plan_out)
+        for batch in batches:
+            try:
+                archive_batch(ctx, batch)
+            except VerificationMismatch as exc:
+                failures[batch.batch_id] = str(exc)
+                recorded.append(record_failure(ctx, batch, exc.problems))
+            except ArchiveError as exc:
+                failures[batch.batch_id] = str(exc)
+        current = states(ctx, batches)
+    if failures:
+        raise ArchiveRunFailed(failures)
+    return {**task_summary(context, recorded), "states": current}
+
+
+def purge(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Purge the verified batches (and rows whose legal holds were released), per table and month."""
+    from attestly.archive.runner import purge_due
+
+    with _open(context) as ctx:
+        done = purge_due(ctx, _batches(ctx, plan_out))
+    return {**task_summary(context, []), "purges": len(done)}
+
+
+def record(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Store and ledger the manifest of every purged batch due in this interval (idempotent: a re-run
+    returns the same evidence hashes and records nothing new)."""
+    from attestly.archive.runner import record_due
+
+    with _open(context) as ctx:
+        recorded = record_due(ctx, _batches(ctx, plan_out))
+    return task_summary(context, recorded)
