@@ -115,6 +115,13 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         _say(f"  already loaded up to {latest.isoformat()}; nothing to add")
         report: dict[str, Any] | None = None
     else:
+        if latest is None:
+            # Old months first (seeding appends): their online period has ended, so retention_archive has work.
+            old = (today - timedelta(days=150)).replace(day=1)
+            report = seed.seed_audit(start=old, days=3, events_per_day=max(200, events_per_day // 4))
+            _say(
+                f"  loaded {report['rows']} older events from {old} (past their online period: archive backlog)"
+            )
         start = max(first, latest.date() + timedelta(days=1)) if latest else first
         yesterday = today - timedelta(days=1)
         if start < yesterday:
@@ -178,7 +185,31 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         f"fault ({DEMO_FAULT}) was found and the owners were e-mailed"
     )
 
-    _step("7. attestly verify: re-hash every object, check locks, signatures and the digest chain")
+    _step("7. retention_archive: export, encrypt, Object Lock upload, verify, then purge what is due")
+    archive_ok = run_dag("retention_archive", today)
+    status = subprocess.run(
+        [sys.executable, "-m", "attestly.cli", "archive", "status", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    batches: list[dict[str, Any]] = []
+    try:
+        parsed = json.loads(status.stdout)
+        batches = parsed if isinstance(parsed, list) else parsed.get("batches", [])
+    except json.JSONDecodeError:
+        pass
+    for b in batches:
+        _say(
+            "  batch "
+            + " ".join(f"{k}={b[k]}" for k in ("batch_id", "state", "rows", "object_key") if k in b)
+        )
+    summary.append(
+        f"archive: {'run succeeded' if archive_ok else 'run FAILED'}; {len(batches)} batch(es) "
+        f"({', '.join(sorted({str(b.get('state')) for b in batches})) or 'none due'}); `attestly archive status`"
+    )
+
+    _step("8. attestly verify: re-hash every object, check locks, signatures and the digest chain")
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger"],
         capture_output=True,
@@ -190,7 +221,7 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
 
     elapsed = time.perf_counter() - started
     yesterday = today - timedelta(days=1)
-    _step(f"8. control_reports for {yesterday}: per-control reports, indexes, auditor packet, OSCAL, e-mail")
+    _step(f"9. control_reports for {yesterday}: per-control reports, indexes, auditor packet, OSCAL, e-mail")
     before = set(core.paths().mail.glob("*.eml"))
     reports_ok = run_dag(
         "control_reports",
