@@ -14,10 +14,17 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def stack() -> Iterator[dict[str, str]]:
+    """The session's stack lives in its own directory, not under pytest's basetemp: pytest keeps only the
+    last few basetemps and deletes older ones, which would pull the data directory from under a running
+    server whenever another pytest session starts on the same machine."""
+    import shutil
+    import tempfile
+
     from attestly.stack import core
 
-    home = Path(os.environ.get("ATTESTLY_TEST_HOME") or tmp_path_factory.mktemp("attestly-home"))
+    given = os.environ.get("ATTESTLY_TEST_HOME")
+    home = Path(given) if given else Path(tempfile.mkdtemp(prefix="attestly-test-"))
     saved = dict(os.environ)
     os.environ["ATTESTLY_HOME"] = str(home)
     try:
@@ -28,6 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         core.down()
         os.environ.clear()
         os.environ.update(saved)
+        if not given:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _admin(dbname: str = "postgres") -> str:
