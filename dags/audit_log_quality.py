@@ -19,7 +19,7 @@ owners of its controls and fails the run (red in the UI). Controls: see the `con
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
 from attestly.workflows import common
 
@@ -52,13 +52,7 @@ def audit_log_quality() -> None:
     def enforce(summary: dict) -> None:
         quality.enforce(summary)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def attest(outputs: list) -> dict:
-        return common.attest_run(get_current_context(), outputs)
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=None)
-    def watcher() -> None:
-        raise RuntimeError("a task of this run failed; its state is in the run record in the ledger")
+    attest, watcher = common.closing_tasks()
 
     result = validate()
     alerted = alert(result)

@@ -26,7 +26,7 @@ Controls: every control in `include/policy/controls.yaml` (see the `control:` ta
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from attestly.policy import FRAMEWORKS, KNOWN_COLLECTORS
 from attestly.workflows import common
@@ -98,13 +98,7 @@ def control_reports() -> None:
         context["framework"] = stored["job"]["framework"]  # type: ignore[typeddict-unknown-key]
         return reports.email(stored, context)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def attest(outputs: list) -> dict:
-        return common.attest_run(get_current_context(), outputs)
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher() -> None:
-        raise RuntimeError("a task of this run failed; its state is in the run record in the ledger")
+    attest, watcher = common.closing_tasks()
 
     waited = await_evidence()
     jobs = plan()

@@ -20,7 +20,7 @@ Controls: see the `control:` tags (from `include/policy/controls.yaml`).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
 from attestly.collectors.auditdb import AUDITDB_COLLECTORS
 from attestly.policy import AWS_COLLECTORS
@@ -58,14 +58,7 @@ def evidence_collection() -> None:
         context["collector_id"] = collector_id  # type: ignore[typeddict-unknown-key]
         return evidence.collect_auditdb(collector_id, context)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def attest(outputs: list) -> dict:
-        return common.attest_run(get_current_context(), outputs)
-
-    # The failed task itself notified the owners; the watcher only makes the run's state honest.
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=None)
-    def watcher() -> None:
-        raise RuntimeError("a task of this run failed; its state is in the run record in the ledger")
+    attest, watcher = common.closing_tasks()
 
     aws = collect_aws.expand(target=plan_aws())
     db = collect_auditdb.expand(collector_id=list(AUDITDB_COLLECTORS))

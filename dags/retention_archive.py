@@ -61,13 +61,7 @@ def retention_archive() -> None:
     def record(plan_out: Any) -> dict:
         return retention.record(plan_out, get_current_context())
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def attest(outputs: list) -> dict:
-        return common.attest_run(get_current_context(), outputs)
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher() -> None:
-        raise RuntimeError("a task of this run failed; its state is in the run record in the ledger")
+    attest, watcher = common.closing_tasks()
 
     planned = plan()
     archived = archive(planned)

@@ -193,3 +193,20 @@ def attest_run(context: Any, outputs: Any) -> dict[str, Any]:
         "evidence": len(record["evidence"]),
         "digest": sealed["key"] if sealed else None,
     }
+
+
+def closing_tasks() -> tuple[Any, Any]:
+    """The ``attest`` and ``watcher`` tasks every DAG ends with; call inside the DAG and wire them:
+    ``attest(outputs)`` after the producing tasks, and every task upstream of ``watcher()``."""
+    from airflow.sdk import TriggerRule, get_current_context, task
+
+    @task(task_id="attest", trigger_rule=TriggerRule.ALL_DONE)
+    def attest(outputs: list[Any]) -> dict[str, Any]:
+        return attest_run(get_current_context(), outputs)
+
+    # The failed task already notified the owners; the watcher only makes the run's state honest.
+    @task(task_id="watcher", trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=None)
+    def watcher() -> None:
+        raise RuntimeError("a task of this run failed; its state is in the run record in the ledger")
+
+    return attest, watcher
