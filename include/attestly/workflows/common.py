@@ -12,29 +12,32 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestly.evidence import AirflowContext, canonical_json, iso
+
+if TYPE_CHECKING:
+    from attestly.policy import Policy
 
 OWNER = "compliance-engineering"
 DEFAULT_RETRIES = 2
 
 
-def control_tags(collectors: Iterable[str]) -> list[str]:
+def control_tags(collectors: Iterable[str], policy: Policy | None = None) -> list[str]:
     """``control:<framework>:<id>`` tags for the controls the given collectors serve (from policy)."""
     from attestly.policy import load_policy
 
-    policy = load_policy()
+    policy = policy or load_policy()
     controls: set[str] = set()
     for collector in collectors:
         controls.update(policy.controls_for_collector(collector))
     return sorted(f"control:{c}" for c in controls)
 
 
-def owners_of(collectors: Iterable[str]) -> list[str]:
+def owners_of(collectors: Iterable[str], policy: Policy | None = None) -> list[str]:
     from attestly.policy import load_policy
 
-    policy = load_policy()
+    policy = policy or load_policy()
     owners: set[str] = set()
     for collector in collectors:
         for cid in policy.controls_for_collector(collector):
@@ -49,7 +52,10 @@ def dag_defaults(
     is an import error in the UI, by design)."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    owners = owners_of(collectors)
+    from attestly.policy import load_policy
+
+    policy = load_policy()  # once per DAG file at parse time
+    owners = owners_of(collectors, policy)
     notifier = SmtpNotifier(
         to=owners,
         smtp_conn_id="smtp_default",
@@ -69,7 +75,7 @@ def dag_defaults(
             "retry_exponential_backoff": True,
             "on_failure_callback": notifier,
         },
-        "tags": [f"workflow:{workflow}", *control_tags(collectors)],
+        "tags": [f"workflow:{workflow}", *control_tags(collectors, policy)],
         "owner_links": {},
     }
 
