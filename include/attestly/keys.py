@@ -548,12 +548,16 @@ class PhiVault:
     ) -> PhiVault:
         return cls(KeyRegistry.connect(conn_id=conn_id, aws_conn_id=aws_conn_id, created_by=created_by))
 
-    def close(self) -> None:
+    def forget(self) -> None:
+        """Wipe every cached data key (the registry connection stays open)."""
         for key in self._by_id.values():
             key.close()
         self._keys.clear()
         self._by_id.clear()
         self._subject_of.clear()
+
+    def close(self) -> None:
+        self.forget()
         self.registry.close()
 
     def __enter__(self) -> PhiVault:

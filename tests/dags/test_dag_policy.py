@@ -12,7 +12,13 @@ from attestly import config
 pytestmark = pytest.mark.unit
 
 # DAG ids are a contract (DESIGN.md); each workflow is added here as it lands.
-EXPECTED_DAG_IDS = {"evidence_collection", "audit_log_quality", "retention_archive", "control_reports"}
+EXPECTED_DAG_IDS = {
+    "evidence_collection",
+    "audit_log_quality",
+    "retention_archive",
+    "key_disposal",
+    "control_reports",
+}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ Off unless the environment variable ``ATTESTLY_FAILPOINTS`` names them (comma-se
 enabled failpoint flushes stdout/stderr and ends the process at once with ``os._exit(137)`` — like a
 ``kill -9``: no ``finally`` blocks, no transaction commit, no multipart-upload abort.
 
-The archive workflow has one at every step boundary (see :data:`ARCHIVE_FAILPOINTS`).
+The archive workflow has one at every step boundary (see :data:`ARCHIVE_FAILPOINTS`), and so has key
+disposal (:data:`DISPOSAL_FAILPOINTS`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ ARCHIVE_FAILPOINTS: tuple[str, ...] = (
     "archive.after_purge_before_evidence",
 )
 
+#: Every failpoint of key disposal, in the order a run meets them.
+DISPOSAL_FAILPOINTS: tuple[str, ...] = (
+    "disposal.after_registry_destroy",
+    "disposal.after_kms_schedule",
+    "disposal.after_destroy",
+    "disposal.after_verify",
+    "disposal.after_certificate_issued",
+    "disposal.after_certificate_stored",
+    "disposal.after_certificate",
+)
+
+KNOWN_FAILPOINTS: tuple[str, ...] = ARCHIVE_FAILPOINTS + DISPOSAL_FAILPOINTS
+
 
 class UnknownFailpoint(ValueError):
     """``ATTESTLY_FAILPOINTS`` names a failpoint that does not exist (a typo would test nothing)."""
@@ -36,18 +50,18 @@ def enabled() -> frozenset[str]:
     """The failpoints enabled by the environment; an unknown name raises :class:`UnknownFailpoint`."""
     raw = os.environ.get(ENV, "")
     names = frozenset(n.strip() for n in raw.split(",") if n.strip())
-    unknown = sorted(names - set(ARCHIVE_FAILPOINTS))
+    unknown = sorted(names - set(KNOWN_FAILPOINTS))
     if unknown:
         raise UnknownFailpoint(
-            f"{ENV}: unknown failpoint(s) {', '.join(map(repr, unknown))} (known: {', '.join(ARCHIVE_FAILPOINTS)})"
+            f"{ENV}: unknown failpoint(s) {', '.join(map(repr, unknown))} (known: {', '.join(KNOWN_FAILPOINTS)})"
         )
     return names
 
 
 def hit(name: str) -> None:
     """Crash here (``os._exit(137)``) if ``name`` is enabled; otherwise do nothing."""
-    if name not in ARCHIVE_FAILPOINTS:
-        raise UnknownFailpoint(f"failpoint {name!r} is not declared in ARCHIVE_FAILPOINTS")
+    if name not in KNOWN_FAILPOINTS:
+        raise UnknownFailpoint(f"failpoint {name!r} is not declared in KNOWN_FAILPOINTS")
     if name in enabled():
         print(f"failpoint {name}: exiting with {EXIT_CODE}", file=sys.stderr)
         sys.stdout.flush()

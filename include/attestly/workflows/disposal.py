@@ -1,0 +1,74 @@
+"""Task bodies of ``key_disposal``: plan -> destroy -> verify -> certify.
+
+Every task re-derives its work from ``attestly_db`` (the key registry, the disposal journal, the
+certificates), so any task can be retried and the whole run repeated after a crash: each key is
+destroyed once and certified once. Keys are due at the end of the data interval, never the wall clock.
+XCom carries key ids, request ids, hold ids and counts only — never key material or subject ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attestly.workflows.common import airflow_context, interval, task_summary
+
+
+def _as_of(context: Any) -> Any:
+    _start, end = interval(context)
+    return end.date()
+
+
+def _open(context: Any) -> Any:
+    from attestly.archive.context import ArchiveContext
+
+    return ArchiveContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
+
+
+def plan(context: Any) -> dict[str, Any]:
+    """What is due, blocked (reported: ledger + e-mail on a new block) and pending."""
+    from attestly.disposal.planning import plan as plan_keys
+    from attestly.disposal.runner import report_blocks
+
+    with _open(context) as ctx:
+        p = plan_keys(ctx, as_of=_as_of(context))
+        new_blocks = report_blocks(ctx, p.blocked, as_of=p.as_of)
+    return {**p.to_dict(), "new_blocks": len(new_blocks)}
+
+
+def destroy(context: Any) -> dict[str, Any]:
+    """Destroy every due key (re-planned now: a hold placed since the plan is honoured)."""
+    from attestly.disposal.planning import plan as plan_keys
+    from attestly.disposal.runner import DisposalFailed
+    from attestly.disposal.runner import destroy as destroy_keys
+
+    with _open(context) as ctx:
+        done = destroy_keys(ctx, plan_keys(ctx, as_of=_as_of(context)))
+    errors = {d["key_id"]: [d["error"]] for d in done if not d["destroyed"]}
+    if errors:
+        raise DisposalFailed(errors)
+    return {**task_summary(context, []), "destroyed": [d["key_id"] for d in done]}
+
+
+def verify(context: Any) -> dict[str, Any]:
+    """Prove every destroyed key is gone; a failed proof is recorded as ``fail`` evidence and fails the task."""
+    from attestly.disposal.runner import DisposalFailed
+    from attestly.disposal.runner import verify as verify_keys
+
+    with _open(context) as ctx:
+        done, problems = verify_keys(ctx)
+    if problems:
+        raise DisposalFailed(problems)
+    return {**task_summary(context, []), "verified": [d["key_id"] for d in done]}
+
+
+def certify(context: Any) -> dict[str, Any]:
+    """Issue one certificate over every verified key not yet certified; store and ledger it."""
+    from attestly.disposal.planning import plan as plan_keys
+    from attestly.disposal.runner import certify as certify_keys
+
+    with _open(context) as ctx:
+        recorded = certify_keys(ctx, plan_keys(ctx, as_of=_as_of(context)), interval(context))
+    return {
+        **task_summary(context, recorded),
+        "certificates": [r["certificate_id"] for r in recorded],
+    }
