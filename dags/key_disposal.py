@@ -36,7 +36,7 @@ DEFAULTS = common.dag_defaults(collectors=["disposal.certificate"], workflow="di
 
 @dag(
     dag_id="key_disposal",
-    schedule=CronDataIntervalTimetable("30 1 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
