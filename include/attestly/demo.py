@@ -5,6 +5,7 @@ Re-runnable: days already seeded are not seeded again, and every workflow is ide
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -72,11 +73,13 @@ def _evidence_for(day: date) -> list[dict[str, Any]]:
 
 def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     from attestly.audit import seed
-    from attestly.policy import PolicyErrors, load_policy
+    from attestly.policy import PolicyErrors, add_months, load_policy
     from attestly.stack import core
 
     started = time.perf_counter()
     summary: list[str] = []
+    passed: list[str] = []
+    failed: list[str] = []
 
     _step("1. Policy as code: include/policy")
     try:
@@ -95,7 +98,7 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         + f"), {len(policy.retention.classes)} retention classes, {len(policy.sources.sources)} audit sources, "
         f"{len(policy.aws.accounts)} AWS accounts"
     )
-    summary.append(f"policy: valid ({len(policy.controls)} controls)")
+    summary.append(f"policy as code: valid ({len(policy.controls)} controls)")
 
     _step("2. Local stack: PostgreSQL, moto (S3 Object Lock, KMS, ...), SMTP, Airflow home")
     st = core.up(quiet=True)
@@ -117,6 +120,11 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     else:
         if latest is None:
             # Old months first (seeding appends): their online period has ended, so retention_archive has work.
+            # 14 months back: patient (ehr-api, HIPAA: 12 months online) events, archived with their PHI;
+            # 5 months back: every source (PCI and SOC 2 classes: 3 months online).
+            hipaa_old = add_months(today.replace(day=1), -14) + timedelta(days=2)
+            report = seed.seed_audit(start=hipaa_old, days=1, events_per_day=300, sources=["ehr-api"])
+            _say(f"  loaded {report['rows']} patient-record events from {hipaa_old} (HIPAA, archive backlog)")
             old = (today - timedelta(days=150)).replace(day=1)
             report = seed.seed_audit(start=old, days=3, events_per_day=max(200, events_per_day // 4))
             _say(
@@ -142,7 +150,7 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
             f"  loaded {report['rows']} events for {yesterday}, sources {', '.join(report['sources'])}, with a "
             f"planted fault: {report['injected'][0]['summary']} (seqs {report['injected'][0]['seqs']})"
         )
-    summary.append(f"audit log: events up to {today - timedelta(days=1)} (yesterday)")
+    summary.append(f"audit log: synthetic events loaded up to {today - timedelta(days=1)} (yesterday)")
 
     _step("4. AWS: a known estate of compliant and non-compliant resources in two accounts (moto)")
     from attestly.collectors.aws_seed import seed_aws_estate
@@ -163,10 +171,18 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     )
     failing = sorted({i["collector"] for i in items if i["result"] == "fail"})
     _say("  failing checks (exceptions auditors will see): " + ", ".join(failing))
-    summary.append(
-        f"evidence: {len(items)} items for {today - timedelta(days=1)}, {results.get('fail', 0)} with exceptions "
-        f"({', '.join(failing[:4])}{', ...' if len(failing) > 4 else ''})"
+    passed.append(
+        f"evidence_collection: {len(items)} evidence items for {today - timedelta(days=1)} collected, stored under "
+        f"Object Lock and ledgered; {results.get('pass', 0)} checks pass"
+        if ok
+        else "evidence_collection FAILED: see its log above"
     )
+    if failing:
+        failed.append(
+            f"{results.get('fail', 0)} AWS checks have exceptions ({', '.join(failing[:4])}"
+            f"{', ...' if len(failing) > 4 else ''}) — the demo estate plants non-compliant resources on "
+            "purpose; the control reports show each one with its resource"
+        )
 
     _step(
         f"6. audit_log_quality for {today - timedelta(days=1)}: completeness and integrity (Great Expectations)"
@@ -180,10 +196,18 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
             + ("the run failed, as it must with the planted fault" if not quality_ok else "all checks passed")
         )
     _say(f"  alert e-mail to the control owners: {mails[-1] if mails else 'none'}")
-    summary.append(
-        f"quality: {quality[-1]['result'] if quality else 'no result'} for {today - timedelta(days=1)} — the planted "
-        f"fault ({DEMO_FAULT}) was found and the owners were e-mailed"
-    )
+    if quality and quality[-1]["result"] == "fail":
+        failed.append(
+            f"audit_log_quality for {today - timedelta(days=1)}: the billing source's sequence has a hole — 3 "
+            f"audit events lost (the fault planted on purpose: {DEMO_FAULT}); the run is red in Airflow, the "
+            "result is evidence, and the owners were e-mailed"
+        )
+    elif quality:
+        passed.append(
+            f"audit_log_quality for {today - timedelta(days=1)}: the audit log is complete and intact"
+        )
+    else:
+        failed.append("audit_log_quality produced no result: see its log above")
 
     _step("7. retention_archive: export, encrypt, Object Lock upload, verify, then purge what is due")
     archive_ok = run_dag("retention_archive", today)
@@ -204,24 +228,29 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
             "  batch "
             + " ".join(f"{k}={b[k]}" for k in ("batch_id", "state", "rows", "object_key") if k in b)
         )
-    summary.append(
-        f"archive: {'run succeeded' if archive_ok else 'run FAILED'}; {len(batches)} batch(es) "
-        f"({', '.join(sorted({str(b.get('state')) for b in batches})) or 'none due'}); `attestly archive status`"
+    (passed if archive_ok else failed).append(
+        f"retention_archive: {len(batches)} month(s) of audit records archived (encrypted, Object Lock), "
+        "verified by reading back, then purged from the database; `attestly archive status`"
+        if archive_ok
+        else "retention_archive FAILED: see its log above"
     )
 
-    _step("8. attestly verify: re-hash every object, check locks, signatures and the digest chain")
-    verify = subprocess.run(
-        [sys.executable, "-m", "attestly.cli", "verify", "--ledger"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    _step("8. Erasure of a data subject, and a month at the end of its retention (key_disposal)")
+    disposal = _disposal_story(today)
+    passed += disposal["passed"]
+    failed += disposal["failed"]
+
+    _step("9. attestly verify: re-hash every object, check locks, signatures and the digest chain")
+    verify = _cli("verify", "--ledger")
     _say("  " + verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else verify.stderr)
-    summary.append(f"verify: {'OK' if verify.returncode == 0 else 'FAILED'} (exit {verify.returncode})")
+    (passed if verify.returncode == 0 else failed).append(
+        "attestly verify: every evidence object, lock, signature and digest checks out"
+        if verify.returncode == 0
+        else f"attestly verify found problems (exit {verify.returncode}): run `attestly verify --ledger`"
+    )
 
-    elapsed = time.perf_counter() - started
     yesterday = today - timedelta(days=1)
-    _step(f"9. control_reports for {yesterday}: per-control reports, indexes, auditor packet, OSCAL, e-mail")
+    _step(f"10. control_reports for {yesterday}: per-control reports, indexes, auditor packet, OSCAL, e-mail")
     before = set(core.paths().mail.glob("*.eml"))
     reports_ok = run_dag(
         "control_reports",
@@ -229,11 +258,8 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         conf={"period_start": yesterday.isoformat(), "period_end": yesterday.isoformat(), "send_email": True},
     )
     out = core.paths().home / "reports"
-    render = subprocess.run(
-        [sys.executable, "-m", "attestly.cli", "report", "render", "--framework", "all", "--from",
-         yesterday.isoformat(), "--to", yesterday.isoformat(), "--out", str(out), "--json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    render = _cli("report", "render", "--framework", "all", "--from", yesterday.isoformat(), "--to",
+                  yesterday.isoformat(), "--out", str(out), "--json")  # fmt: skip
     statuses: dict[str, int] = {}
     try:
         rendered = json.loads(render.stdout)
@@ -251,16 +277,154 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     if statuses:
         _say("  control statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     _say(f"  e-mail(s) sent to the control owners: {len(new_mail)} in {core.paths().mail}")
-    summary.append(
-        f"reports: {out} (open */index.html), stored under reports/ in the bucket; e-mails in {core.paths().mail}"
+    (passed if reports_ok else failed).append(
+        f"control reports for {yesterday} rendered, stored and e-mailed"
+        + (f" ({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))})" if statuses else "")
+        if reports_ok
+        else "control_reports FAILED: see its log above"
     )
 
+    elapsed = time.perf_counter() - started
     _step("Summary")
-    for line in summary:
-        _say(f"  - {line}")
-    _say(f"  - stack state: {st['home']} (stop with `make stop`; UI with `make airflow`)")
+    _say("  What passed")
+    for line in summary + passed:
+        _say(f"    + {line}")
+    _say("  What failed, and why")
+    for line in failed:
+        _say(f"    - {line}")
+    mails = sorted(core.paths().mail.glob("*.eml"))
+    _say("  Where to look")
+    _say(f"    reports:  {out}/index.html (one page per control; PDF and JSON beside it; auditor packet zip)")
+    _say(f"    e-mail:   {len(mails)} message(s) the owners received, as .eml files in {core.paths().mail}")
+    _say("    ledger:   `attestly evidence list`, `attestly erase status`, `attestly disposal status`")
+    _say("    Airflow:  `make airflow`, then open the URL it prints (login shown there); the runs above are")
+    _say("              under each DAG, and Browse > Evidence shows each control's status and the seals")
+    _say(f"  stack state: {st['home']} (stop with `make stop`; start over with `make clean`)")
     _say(f"done in {elapsed:.0f}s")
     return 0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "attestly.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def _erasure_subject() -> str | None:
+    """A subject with PHI both live and archived, and no erasure request yet (a re-run picks another)."""
+    from attestly.connections import pg_connect
+
+    with pg_connect("attestly_db") as conn:
+        archived = {r[0] for r in conn.execute("SELECT subject_id FROM attestly.archive_batch_subjects")}
+        asked = {r[0] for r in conn.execute("SELECT subject_id FROM attestly.erasure_requests")}
+    with pg_connect("audit_db") as conn:
+        live = [
+            r[0]
+            for r in conn.execute(
+                "SELECT subject_id FROM audit.events WHERE phi_ciphertext IS NOT NULL "
+                "GROUP BY subject_id ORDER BY count(*) DESC, subject_id LIMIT 500"
+            )
+        ]
+    for s in live:
+        if s in archived and s not in asked:
+            return str(s)
+    return next((str(s) for s in live if s not in asked), None)
+
+
+def _phi_counts(subject: str) -> dict[str, dict[str, int]]:
+    done = _cli("phi", "read", "--subject", subject, "--json")
+    try:
+        return dict(json.loads(done.stdout)["counts"])
+    except (json.JSONDecodeError, KeyError):
+        return {"live": {}, "archived": {}}
+
+
+def _fmt(counts: dict[str, dict[str, int]]) -> str:
+    return "; ".join(
+        f"{where}: " + (", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no rows")
+        for where, c in counts.items()
+    )
+
+
+def _next_due_month(today: date) -> tuple[date, str, str] | None:
+    """(the day it is due, key id, batch id) of the live archive key whose retention ends first."""
+    from attestly.connections import pg_connect
+    from attestly.policy import load_policy
+
+    policy = load_policy()
+    with pg_connect("attestly_db") as conn:
+        rows = conn.execute(
+            "SELECT k.key_id, k.class_name, k.month, min(b.batch_id) FROM attestly.data_keys k "
+            "JOIN attestly.archive_batches b ON b.key_id = k.key_id "
+            "WHERE k.kind = 'archive' AND k.destroyed_at IS NULL GROUP BY k.key_id, k.class_name, k.month"
+        ).fetchall()
+    best = None
+    for key_id, class_name, month, batch_id in rows:
+        eff = policy.retention.effective_for_classes(class_name.split("+"))
+        if eff is None:
+            continue
+        due = eff.dispose_after(month)
+        if best is None or due < best[0]:
+            best = (due, key_id, batch_id)
+    return best
+
+
+def _disposal_story(today: date) -> dict[str, list[str]]:
+    passed: list[str] = []
+    failed: list[str] = []
+    subject = _erasure_subject()
+    if subject is None:
+        _say("  no subject with PHI to erase")
+    else:
+        before = _phi_counts(subject)
+        req = _cli("erase", "request", "--subject", subject, "--reason", "GDPR Art. 17 request (demo ticket)",
+                   "--requested-by", "privacy-officer", "--json")  # fmt: skip
+        rid = json.loads(req.stdout)["request_id"] if req.returncode == 0 else None
+        if rid:
+            _cli("erase", "approve", rid, "--approved-by", "data-protection-officer")
+            _say(f"  erasure request {rid} for subject {subject}: requested, approved by a second person")
+        _say(f"  {subject} before: {_fmt(before)}")
+        ok = run_dag("key_disposal", today)
+        after = _phi_counts(subject)
+        _say(f"  {subject} after:  {_fmt(after)} (who, when and what action are all still there)")
+        erased = all(set(c) <= {"erased"} for c in after.values()) and any(after.values())
+        if ok and erased:
+            passed.append(
+                f"erasure of {subject}: PHI crypto-erased in {sum(after['live'].values())} live and "
+                f"{sum(after['archived'].values())} archived rows; certificate of destruction stored as evidence"
+            )
+        else:
+            failed.append(f"erasure of {subject} did not complete: see the key_disposal log")
+    due = _next_due_month(today)
+    if due is None:
+        _say("  no archive month to dispose of")
+        return {"passed": passed, "failed": failed}
+    when, key_id, batch_id = due
+    label = "today" if when <= today else f"{when}, simulated: a run dated the day its retention ends"
+    _say(
+        f"  archive key {key_id} reaches the end of its retention on {when}; running key_disposal as of {label}"
+    )
+    ok = run_dag("key_disposal", max(when, today))
+    restore = _cli("archive", "restore", batch_id, "--into", f"demo_check_{int(time.time())}")
+    status = _cli("disposal", "status", "--json")
+    certs = []
+    with contextlib.suppress(json.JSONDecodeError, KeyError):
+        certs = json.loads(status.stdout)["certificates"]
+    _say(
+        f"  restore of {batch_id} now: exit {restore.returncode} ({(restore.stderr.strip() or restore.stdout.strip())[:160]})"
+    )
+    for c in certs:
+        _say(
+            f"  certificate {c['certificate_id']}: {len(c['key_ids'])} key(s), issued {c['issued_at']} by {c['run_id']}"
+        )
+    if ok and restore.returncode != 0 and "destroyed" in restore.stderr:
+        passed.append(
+            f"disposal of {key_id}: archive object still locked in the bucket, no longer decryptable; "
+            f"{len(certs)} certificate(s) of destruction in `attestly disposal status`"
+        )
+    else:
+        failed.append(f"disposal of {key_id} did not complete: see the key_disposal log")
+    return {"passed": passed, "failed": failed}
 
 
 if __name__ == "__main__":
