@@ -38,7 +38,7 @@ def run_dag(dag_id: str, logical: date, conf: dict[str, Any] | None = None) -> b
     """`airflow dags test` for the interval ending at ``logical``; the log goes to the stack's logs."""
     from attestly.stack import core
 
-    log = core.paths().logs / f"demo-{dag_id}.log"
+    log = core.paths().logs / f"demo-{dag_id}-{logical.isoformat()}.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
     with log.open("w") as out:
         proc = subprocess.run(
@@ -294,7 +294,9 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         _say(f"    - {line}")
     mails = sorted(core.paths().mail.glob("*.eml"))
     _say("  Where to look")
-    _say(f"    reports:  {out}/index.html (one page per control; PDF and JSON beside it; auditor packet zip)")
+    period = f"{yesterday.isoformat()}_{yesterday.isoformat()}"
+    _say(f"    reports:  {out}/<hipaa|pci|soc2>/{period}/index.html — one page per control under controls/,")
+    _say("              PDF and JSON beside each, the auditor packet zip and VERIFY.md for offline checks")
     _say(f"    e-mail:   {len(mails)} message(s) the owners received, as .eml files in {core.paths().mail}")
     _say("    ledger:   `attestly evidence list`, `attestly erase status`, `attestly disposal status`")
     _say("    Airflow:  `make airflow`, then open the URL it prints (login shown there); the runs above are")
