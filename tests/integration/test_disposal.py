@@ -258,3 +258,30 @@ def test_destroy_is_refused_to_the_app_role_outside_the_function(archive_env: st
             ).fetchone()[0]
             == 1
         )
+
+
+def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env: str) -> None:
+    """Destroying a month's key while some of its rows are still in the database would leave them readable:
+    the key waits (reported as not_purged) until retention_archive purges them after the hold ends."""
+    from tests.integration.test_archive_support import run_archive, seed_backlog
+
+    seed_backlog(hipaa=False, per_day=200)
+    hold = json.loads(cli("hold", "add", "--source", "billing", "--reason", "audit A-1", "--json").stdout)
+    assert run_archive().returncode == 0
+    assert cli("hold", "release", hold["hold_id"], "--reason", "audit closed").returncode == 0
+
+    waiting = run_disposal(PCI_DUE, run_id="waiting")
+    assert waiting.returncode == 0, waiting.stderr[-3000:]
+    blocked = {b["scope"].get("key_id"): b for b in json.loads(waiting.stdout)["plan"]["blocked"]}
+    assert blocked[PCI_KEY]["why"] == "not_purged" and "still in the database" in blocked[PCI_KEY]["detail"]
+    assert PCI_KEY not in disposal_rows()["destroyed"]
+
+    assert run_archive().returncode == 0  # the released rows are purged now
+    with admin("audit") as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM audit.events WHERE standard = 'pci' AND occurred_at < %s", (PCI_DUE,)
+        ).fetchone()
+    assert left is not None and left[0] == 0
+    done = run_disposal(PCI_DUE, run_id="after-purge")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert PCI_KEY in disposal_rows()["destroyed"]
