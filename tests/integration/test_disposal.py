@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from attestly.connections import aws_client
+from attestly.policy import add_months
 from tests.integration import test_archive_support as support
 from tests.integration.test_archive_support import M_SEC, TODAY, admin
 from tests.integration.test_disposal_support import (
@@ -279,7 +280,8 @@ def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env
     assert run_archive().returncode == 0  # the released rows are purged now
     with admin("audit") as conn:
         left = conn.execute(
-            "SELECT count(*) FROM audit.events WHERE standard = 'pci' AND occurred_at < %s", (PCI_DUE,)
+            "SELECT count(*) FROM audit.events WHERE standard = 'pci' AND occurred_at < %s",
+            (add_months(M_SEC, 1),),
         ).fetchone()
     assert left is not None and left[0] == 0
     done = run_disposal(PCI_DUE, run_id="after-purge")
