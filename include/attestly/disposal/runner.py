@@ -415,15 +415,24 @@ def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
     for e in body["keys"]:
         a = e["affected"]
         if e["kind"] == "archive":
+            basis = ", ".join(c["citation"] for c in e["legal_basis"].get("citations", [])) or "policy"
             detail = (
-                f"crypto-erased archive key of {e['scope']['class']} {e['scope']['month']}: "
-                f"{len(a['objects'])} object(s), {a['archived_rows']} rows; KMS key {e['kms']['state']}"
+                f"crypto-erased archive key of {e['scope']['class']} {e['scope']['month']} (retention ended "
+                f"{e['legal_basis'].get('dispose_after')}; {basis}): {len(a['objects'])} object(s) still locked, "
+                f"{a['archived_rows']} rows; KMS key {e['kms']['state']}"
             )
         else:
+            reqs = e["legal_basis"]["requests"]
             detail = (
-                f"crypto-erased subject key ({len(e['legal_basis']['requests'])} erasure request(s)): "
-                f"{a['live_rows']} live rows' PHI, archived rows in {len(a['objects'])} object(s)"
+                f"crypto-erased subject key for erasure request(s) {', '.join(r['request_id'] for r in reqs)} "
+                f"(approved by {', '.join(sorted({str(r['approved_by']) for r in reqs}))}): {a['live_rows']} live "
+                f"rows' PHI, archived rows in {len(a['objects'])} object(s); the rows themselves remain"
             )
+        proof = e["verification"]
+        detail += (
+            f". Destroyed {e['destroyed_at']} by {e['destroyed_by_run']}; verified {e['verified_at']}: "
+            + ("nothing sampled decrypts, the control under another key does" if proof["ok"] else "FAILED")
+        )
         findings.append(
             Finding(resource=e["key_id"], status="pass" if e["verification"]["ok"] else "fail", detail=detail)
         )
