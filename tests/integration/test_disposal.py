@@ -287,3 +287,15 @@ def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env
     done = run_disposal(PCI_DUE, run_id="after-purge")
     assert done.returncode == 0, done.stderr[-3000:]
     assert PCI_KEY in disposal_rows()["destroyed"]
+
+
+def test_erase_cli_names_bad_input(archive_env: str) -> None:
+    unknown = cli("erase", "approve", "erase-000000000000", "--approved-by", "bob")
+    assert unknown.returncode == 2 and "no erasure request 'erase-000000000000'" in unknown.stderr
+    blank = cli("erase", "request", "--subject", "p-000001", "--reason", "  ", "--requested-by", "alice")
+    assert blank.returncode == 2 and "--reason" in blank.stderr
+    nobody = cli("erase", "request", "--subject", " ", "--reason", "r", "--requested-by", "alice")
+    assert nobody.returncode == 2 and "--subject" in nobody.stderr
+    assert cli("erase", "status").stdout.strip() == "no erasure requests"
+    status = cli("disposal", "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["due"] == []
