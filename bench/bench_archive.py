@@ -99,6 +99,7 @@ def child_archive() -> dict[str, Any]:
     phases: dict[str, float] = {}
     started = time.perf_counter()
     with ArchiveContext.open(run_id="bench") as ctx:
+        phases["open"] = time.perf_counter() - started
         t = time.perf_counter()
         planned = plan(ctx, as_of=as_of)
         phases["plan"] = time.perf_counter() - t
@@ -133,7 +134,31 @@ def child_archive() -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time of a process and of its reaped children (PostgreSQL's backends and parallel workers)."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _service_pids() -> dict[str, int | None]:
+    from attestly.stack import core
+
+    services = core.status()["services"]
+    return {name: services.get(name, {}).get("pid") for name in ("postgres", "moto")}
+
+
 def _run_child(kind: str) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; adds the CPU seconds it took, and those the database
+    server and the S3 server spent meanwhile (where the time goes, beyond the wall clock)."""
+    pids = _service_pids() if sys.platform.startswith("linux") else {}
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.bench_archive", "--child", kind],
         cwd=ROOT,
@@ -143,7 +168,12 @@ def _run_child(kind: str) -> dict[str, Any]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"bench child {kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    figures = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"process": after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime}
+    cpu.update({name: _cpu_seconds(pid) - before[name] for name, pid in pids.items()})
+    figures["cpu_seconds"] = {k: round(v, 2) for k, v in cpu.items()}
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -221,6 +251,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             core.down()  # leave the machine as found: stop what this run started
 
 
+def _fmt(figures: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+
+
 def _measure(sizes: list[int]) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for n in sizes:
@@ -238,8 +272,11 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
         r = runs[str(n)]
         print(
             f"{n:>10,} rows: archive {r['archive']['rows_per_second']:>10,.0f} rows/s "
-            f"(phases {r['archive']['phases']}), COPY binary {r['baseline_copy']['rows_per_second']:>10,.0f} rows/s, "
-            f"ratio {r['ratio']:.2f}, peak RSS archive {archive['peak_rss_mb']:.0f} MiB / copy {baseline['peak_rss_mb']:.0f} MiB",
+            f"in {archive['seconds']:.2f} s, COPY binary {r['baseline_copy']['rows_per_second']:>10,.0f} rows/s "
+            f"in {baseline['seconds']:.2f} s, ratio {r['ratio']:.2f}, peak RSS archive {archive['peak_rss_mb']:.0f} MiB"
+            f" / copy {baseline['peak_rss_mb']:.0f} MiB\n"
+            f"{'':>12}archive phases (s): {_fmt(archive['phases'])}\n"
+            f"{'':>12}CPU (s) archive: {_fmt(archive['cpu_seconds'])}; copy: {_fmt(baseline['cpu_seconds'])}",
             file=sys.stderr,
         )
     small, large = runs[str(sizes[0])], runs[str(sizes[-1])]

@@ -6,16 +6,22 @@ rows are written in row groups of at most ``row_group_rows``, encrypted in chunk
 uploaded in parts of ``part_size`` (a few in flight). No plaintext ever touches the disk. The export
 reads one consistent snapshot (``REPEATABLE READ READ ONLY``) in ``id`` order, and computes the batch
 figures (rows, content hash, id and time range, rows per source) from the very rows it writes.
-"""
+
+Three stages overlap, each on its own thread with a short queue between them (so memory stays bounded):
+receiving and parsing the COPY stream; figures, Parquet and encryption; the part uploads."""
 
 from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from attestly.archive.crypto import EncryptingWriter
+from attestly.archive.errors import ArchiveError
 from attestly.archive.schema import Figures
 from attestly.archive.upload import MultipartSink, abort_stale_uploads, ensure_lock
 
@@ -29,7 +35,11 @@ if TYPE_CHECKING:
     from attestly.archive.schema import TableLayout
     from attestly.keys import DataKey
 
+T = TypeVar("T")
+
 CSV_BLOCK_SIZE = 2 * 1024 * 1024
+#: Parsed CSV blocks (of ``CSV_BLOCK_SIZE`` bytes each) waiting between the COPY thread and the writer.
+PARSED_QUEUE_DEPTH = 2
 FORMAT_VERSION = "attestly.archive/v1"
 
 
@@ -44,37 +54,45 @@ def scope_where(layout: TableLayout, batch: Batch) -> tuple[sql.Composable, list
 
 
 class CopyReader(io.RawIOBase):
-    """A readable file over a psycopg ``Copy`` (its iterator yields the server's data messages)."""
+    """A readable file over a psycopg ``Copy`` (``COPY ... TO STDOUT``).
+
+    The server sends one message per row. Going through ``Copy.read`` for each would cost a round of
+    psycopg's wait machinery per row (more than parsing the row), so the messages are drained straight
+    from libpq, as many as are already received, into one buffer per read: the work per row is one
+    ``PQgetCopyData`` and one append. The end of the data and the command's result are consumed here too
+    (a failed COPY raises), which leaves ``Copy`` nothing to do on exit.
+    """
 
     def __init__(self, copy: Any) -> None:
         super().__init__()
-        self._it = iter(copy)
-        self._rest = memoryview(b"")
+        self._conn = copy.connection
+        self._buf = bytearray()
         self._eof = False
         self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
 
+    def _fill(self, size: int) -> None:
+        if not self._eof:
+            self._eof = self._conn.wait(_copy_out(self._conn.pgconn, self._buf, size))
+
     def read(self, size: int = -1) -> bytes:
-        """Exactly ``size`` bytes (fewer only at the end), assembled with a single copy."""
-        parts: list[memoryview] = []
-        have = 0
-        while size is None or size < 0 or have < size:
-            if not len(self._rest):
-                if self._eof:
-                    break
-                try:
-                    self._rest = memoryview(next(self._it)).cast("B")
-                except StopIteration:
-                    self._eof = True
-                    break
-                continue
-            take = len(self._rest) if size is None or size < 0 else min(size - have, len(self._rest))
-            parts.append(self._rest[:take])
-            self._rest = self._rest[take:]
-            have += take
-        out = b"".join(parts)
+        """Exactly ``size`` bytes (fewer only at the end)."""
+        buf = self._buf
+        if size is None or size < 0:
+            while not self._eof:
+                self._fill(len(buf) + CSV_BLOCK_SIZE)
+            size = len(buf)
+        elif len(buf) < size and not self._eof:
+            self._fill(size)
+        if len(buf) <= size:
+            out = bytes(buf)
+            buf.clear()
+        else:
+            with memoryview(buf) as view:
+                out = bytes(view[:size])
+            del buf[:size]
         self.bytes_read += len(out)
         return out
 
@@ -82,6 +100,40 @@ class CopyReader(io.RawIOBase):
         data = self.read(len(buffer))
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
+
+
+def _copy_out(pgconn: Any, buf: bytearray, size: int) -> Generator[Any, Any, bool]:
+    """A generator for ``Connection.wait``: append ``COPY TO STDOUT`` data to ``buf`` until it holds at
+    least ``size`` bytes. Returns True at the end of the data, once the command's result is read (raises
+    :class:`ArchiveError` if the COPY failed)."""
+    from psycopg import pq
+    from psycopg.waiting import Wait
+
+    while len(buf) < size:
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes > 0:
+            buf += data
+            continue
+        if nbytes == 0:  # no complete message received yet
+            while not (yield Wait.R):
+                pass
+            pgconn.consume_input()
+            continue
+        errors: list[str] = []  # end of the data: the command's result(s) follow
+        while True:
+            while pgconn.is_busy():
+                while not (yield Wait.R):
+                    pass
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                errors.append((result.error_message or b"").decode("utf-8", "replace").strip())
+        if errors:
+            raise ArchiveError(f"COPY of the batch's rows failed: {'; '.join(errors)}")
+        return True
+    return False
 
 
 def _csv_reader(source: CopyReader, layout: TableLayout) -> Any:
@@ -116,6 +168,97 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             col = col.cast(field.type)
         arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class Prefetched(Generic[T]):
+    """The items of ``produce()``, produced on a thread of their own at most ``depth`` ahead of the
+    consumer, so producing (waiting on a socket, parsing, decrypting: work that releases the interpreter)
+    overlaps with consuming. Memory is bounded by ``depth`` items.
+
+    Iterate inside ``with``. An error in ``produce`` is raised by the iteration; leaving the block early
+    (an error downstream) stops the thread and closes the producing generator where it stands, so its
+    ``with`` blocks unwind (a COPY is cancelled, a transaction rolled back, a response closed).
+    """
+
+    _END = object()
+
+    def __init__(self, produce: Callable[[], Iterable[T]], *, depth: int, name: str) -> None:
+        self._produce = produce
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Prefetched[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                break
+            yield item
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def _run(self) -> None:
+        try:
+            items = iter(self._produce())
+            try:
+                for item in items:
+                    self._put(item)
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the consuming thread
+            self._error = exc
+        try:
+            self._put(self._END)
+        except _Stopped:
+            return
+
+
+class _Stopped(Exception):
+    """The consumer of a :class:`Prefetched` left early."""
+
+
+def _parsed_rows(
+    conn: psycopg.Connection[Any],
+    query: sql.Composed,
+    params: list[Any],
+    layout: TableLayout,
+    schema: pa.Schema,
+    counted: dict[str, int],
+) -> Iterator[pa.RecordBatch]:
+    """The batch's rows as record batches of the archive schema: one ``COPY`` in one ``REPEATABLE READ
+    READ ONLY`` transaction. ``counted["bytes"]`` receives the size of the COPY data."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with conn.cursor() as cur, cur.copy(query, params) as copy:
+            source = CopyReader(copy)
+            try:
+                for parsed in _csv_reader(source, layout):
+                    yield _conform(parsed, schema)
+            finally:
+                counted["bytes"] = source.bytes_read
 
 
 def export_query(layout: TableLayout, where: sql.Composable) -> sql.Composed:
@@ -158,71 +301,78 @@ def export_and_upload(ctx: ArchiveContext, batch: Batch, data_key: DataKey) -> d
     # What verification compares; sources and subjects are counted from the archive when it is read back.
     figures = Figures(id_column=layout.id_column, row_hash_column=layout.row_hash_column)
     started = time.perf_counter()
-    s3 = ctx.s3
-    abort_stale_uploads(s3, bucket=batch.bucket, key=batch.object_key)
-    sink = MultipartSink(
-        s3=s3,
-        bucket=batch.bucket,
-        key=batch.object_key,
-        retain_until=batch.retain_until,
-        metadata={
-            "attestly-batch": batch.batch_id,
-            "attestly-key": batch.key_id,
-            "attestly-format": FORMAT_VERSION,
-        },
-        part_size=ctx.part_size,
-    )
-    try:
-        writer = EncryptingWriter(
-            data_key=data_key.material(),
-            batch_id=batch.batch_id,
-            key_id=batch.key_id,
-            sink=sink.write,
-            chunk_size=ctx.chunk_size,
+    conn: psycopg.Connection[Any] = ctx.reader()
+    counted = {"bytes": 0}
+    # The database's rows are received and parsed on a thread of their own while this one computes the
+    # figures and writes, compresses and encrypts Parquet (Arrow releases the interpreter for both), so the
+    # two overlap; a short queue of parsed blocks between them keeps memory bounded. The COPY starts first:
+    # the database sorts the batch while the upload is being set up.
+    with Prefetched(
+        lambda: _parsed_rows(conn, export_query(layout, where), params, layout, schema, counted),
+        depth=PARSED_QUEUE_DEPTH,
+        name="archive-export-copy",
+    ) as parsed_rows:
+        s3 = ctx.s3
+        abort_stale_uploads(s3, bucket=batch.bucket, key=batch.object_key)
+        sink = MultipartSink(
+            s3=s3,
+            bucket=batch.bucket,
+            key=batch.object_key,
+            retain_until=batch.retain_until,
+            metadata={
+                "attestly-batch": batch.batch_id,
+                "attestly-key": batch.key_id,
+                "attestly-format": FORMAT_VERSION,
+            },
+            part_size=ctx.part_size,
         )
-        row_groups = 0
-        conn: psycopg.Connection[Any] = ctx.reader()
-        pq_writer = pq.ParquetWriter(
-            writer,
-            schema,
-            compression="zstd",
-            use_dictionary=layout.dictionary_columns(),
-            write_statistics=True,
-            store_schema=True,
-        )
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        limit = ctx.row_group_rows
+        try:
+            writer = EncryptingWriter(
+                data_key=data_key.material(),
+                batch_id=batch.batch_id,
+                key_id=batch.key_id,
+                sink=sink.write,
+                chunk_size=ctx.chunk_size,
+            )
+            row_groups = 0
+            pq_writer = pq.ParquetWriter(
+                writer,
+                schema,
+                compression="zstd",
+                use_dictionary=layout.dictionary_columns(),
+                write_statistics=True,
+                store_schema=True,
+            )
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            limit = ctx.row_group_rows
 
-        def flush(*, final: bool) -> None:
-            nonlocal pending, pending_rows, row_groups
-            while pending_rows >= limit or (final and pending_rows):
-                table = pa.Table.from_batches(pending, schema=schema)
-                take = min(limit, pending_rows)
-                pq_writer.write_table(table.slice(0, take), row_group_size=take)
-                row_groups += 1
-                rest = table.slice(take)
-                pending = rest.to_batches() if rest.num_rows else []
-                pending_rows = rest.num_rows
+            def flush(*, final: bool) -> None:
+                nonlocal pending, pending_rows, row_groups
+                while pending_rows >= limit or (final and pending_rows):
+                    table = pa.Table.from_batches(pending, schema=schema)
+                    take = min(limit, pending_rows)
+                    pq_writer.write_table(table.slice(0, take), row_group_size=take)
+                    row_groups += 1
+                    rest = table.slice(take)
+                    pending = rest.to_batches() if rest.num_rows else []
+                    pending_rows = rest.num_rows
 
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            with conn.cursor() as cur, cur.copy(export_query(layout, where), params) as copy:
-                source = CopyReader(copy)
-                for parsed in _csv_reader(source, layout):
-                    rb = _conform(parsed, schema)
-                    figures.update(rb)
-                    pending.append(rb)
-                    pending_rows += rb.num_rows
-                    flush(final=False)
-                flush(final=True)
-        pq_writer.add_key_value_metadata({"attestly.figures": json.dumps(figures.summary(), sort_keys=True)})
-        pq_writer.close()
-        writer.close()
-        version = sink.complete()
-    except BaseException:
-        sink.abort()
-        raise
+            for rb in parsed_rows:
+                figures.update(rb)
+                pending.append(rb)
+                pending_rows += rb.num_rows
+                flush(final=False)
+            flush(final=True)
+            pq_writer.add_key_value_metadata(
+                {"attestly.figures": json.dumps(figures.summary(), sort_keys=True)}
+            )
+            pq_writer.close()
+            writer.close()
+            version = sink.complete()
+        except BaseException:
+            sink.abort()
+            raise
     lock = ensure_lock(
         s3, bucket=batch.bucket, key=batch.object_key, version_id=version, retain_until=batch.retain_until
     )
@@ -235,7 +385,7 @@ def export_and_upload(ctx: ArchiveContext, batch: Batch, data_key: DataKey) -> d
         "chunks": writer.chunks,
         "chunk_size": ctx.chunk_size,
         "row_groups": row_groups,
-        "csv_bytes": source.bytes_read,
+        "csv_bytes": counted["bytes"],
         "lock_mode": lock.mode,
         "retain_until": lock.retain_until.isoformat() if lock.retain_until else None,
         "exported": figures.summary(),

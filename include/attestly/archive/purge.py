@@ -115,27 +115,55 @@ def _journal_purge(ctx: ArchiveContext, cand: Candidate, logged: dict[str, Any])
 
 
 def _scope_figures(
-    conn: psycopg.Connection[Any], layout: TableLayout, where: Any, params: list[Any]
+    conn: psycopg.Connection[Any],
+    layout: TableLayout,
+    where: Any,
+    params: list[Any],
+    *,
+    rows: int | None = None,
 ) -> tuple[int, str | None, str | None]:
+    """Row count (unless given as ``rows``) and first/last id (in the id column's own order, as
+    verification records them) of the rows matching ``where``, in one statement.
+
+    The bounds are ordered by the table column itself (the text is only the output, under another name),
+    so the primary key's index serves them instead of a scan and a sort of every row as text."""
     from psycopg import sql
 
     ident = sql.Identifier(layout.id_column)
-    count = conn.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(layout.ident(), where), params
-    ).fetchone()
-    lo = conn.execute(
-        sql.SQL("SELECT {}::text FROM {} WHERE {} ORDER BY {} LIMIT 1").format(
-            ident, layout.ident(), where, ident
+    bound = sql.SQL("(SELECT {id}::text AS attestly_bound FROM {t} WHERE {w} ORDER BY {id} {dir} LIMIT 1)")
+    count = sql.SQL("(SELECT count(*) FROM {t} WHERE {w})").format(t=layout.ident(), w=where)
+    row = conn.execute(
+        sql.SQL("SELECT {lo}, {hi}, {count}").format(
+            lo=bound.format(id=ident, t=layout.ident(), w=where, dir=sql.SQL("ASC")),
+            hi=bound.format(id=ident, t=layout.ident(), w=where, dir=sql.SQL("DESC")),
+            count=count if rows is None else sql.SQL("NULL"),
         ),
-        params,
+        params * (3 if rows is None else 2),
     ).fetchone()
-    hi = conn.execute(
-        sql.SQL("SELECT {}::text FROM {} WHERE {} ORDER BY {} DESC LIMIT 1").format(
-            ident, layout.ident(), where, ident
-        ),
-        params,
+    lo, hi, n = row if row is not None else (None, None, 0)
+    return (int(n or 0) if rows is None else rows), lo, hi
+
+
+def _counts(
+    conn: psycopg.Connection[Any], layout: TableLayout, scopes: list[tuple[Any, list[Any]]], period: Batch
+) -> tuple[list[int], int]:
+    """The rows of each scope (``scope_where`` of a batch), and of the whole period of ``period``, counted
+    in one scan (rather than one per scope and one more for the period)."""
+    from psycopg import sql
+
+    ts = sql.Identifier(layout.timestamp_column)
+    whole = sql.SQL("{ts} >= %s AND {ts} < %s").format(ts=ts)
+    filters = [sql.SQL("count(*) FILTER (WHERE {})").format(w) for w, _ in scopes]
+    filters.append(sql.SQL("count(*) FILTER (WHERE {})").format(whole))
+    params = [p for _, ps in scopes for p in ps] + [period.period_start, period.period_end]
+    starts = [period.period_start, *(ps[0] for _, ps in scopes)]
+    ends = [period.period_end, *(ps[1] for _, ps in scopes)]
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(filters), layout.ident(), whole),
+        [*params, min(starts), max(ends)],
     ).fetchone()
-    return int(count[0]) if count else 0, lo[0] if lo else None, hi[0] if hi else None
+    counts = [int(v) for v in row] if row else [0] * (len(scopes) + 1)
+    return counts[:-1], counts[-1]
 
 
 def _partition_droppable(conn: psycopg.Connection[Any], layout: TableLayout, month: date) -> bool:
@@ -176,9 +204,10 @@ def purge_month(ctx: ArchiveContext, *, month: date, batches: list[Batch]) -> li
             held_sql, held_params = held_condition(holds, layout)
             plans: list[tuple[Candidate, sql.Composable, list[Any], int, dict[str, Any]]] = []
             with conn.transaction():
-                for cand in candidates:
-                    where, params = scope_where(layout, cand.batch)
-                    rows, lo, hi = _scope_figures(conn, layout, where, params)
+                scopes = [scope_where(layout, cand.batch) for cand in candidates]
+                counts, month_rows = _counts(conn, layout, scopes, batches[0])
+                for cand, (where, params), count in zip(candidates, scopes, counts, strict=True):
+                    rows, lo, hi = _scope_figures(conn, layout, where, params, rows=count)
                     if (rows, lo, hi) != (cand.expected_rows, cand.expected_min, cand.expected_max):
                         refused.append(
                             f"{cand.batch.batch_id}: the database holds {rows} rows ({lo} .. {hi}), "
@@ -211,18 +240,11 @@ def purge_month(ctx: ArchiveContext, *, month: date, batches: list[Batch]) -> li
                     }
                     plans.append((cand, where, params, rows - h_rows, detail))
 
-                month_total = conn.execute(
-                    sql.SQL("SELECT count(*) FROM {} WHERE {ts} >= %s AND {ts} < %s").format(
-                        layout.ident(), ts=sql.Identifier(layout.timestamp_column)
-                    ),
-                    (batches[0].period_start, batches[0].period_end),
-                ).fetchone()
                 whole = (
                     plans
                     and not refused
                     and all(p[0].round == 1 and p[4]["residual_rows"] == 0 for p in plans)
-                    and month_total is not None
-                    and int(month_total[0]) == sum(p[3] for p in plans)
+                    and month_rows == sum(p[3] for p in plans)
                     and _partition_droppable(conn, layout, month)
                 )
                 if whole:

@@ -8,7 +8,8 @@ batch stays unpurged):
 2. the whole object decrypts: every chunk authenticates, in order, up to the final chunk, and its
    SHA-256 is the one recorded at upload (when the upload was recorded);
 3. the Parquet inside belongs to this batch and key, and its rows give the batch figures: row count,
-   content hash, min/max id;
+   content hash, min/max id (its row groups are decoded as the object streams past, in the same read as
+   check 2: the object is downloaded once, and only its footer is read ahead by a ranged read);
 4. the database, read now, gives the same figures for the batch's rows (computed in SQL and streamed);
 5. the figures recorded at export time (when recorded) are the same again.
 """
@@ -16,13 +17,15 @@ batch stays unpurged):
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive.crypto import RandomAccessDecryptor, decrypt_stream
+from attestly.archive.crypto import ArchiveFormatError, RandomAccessDecryptor, decrypt_stream
 from attestly.archive.errors import ArchiveError, VerificationMismatch
-from attestly.archive.export import FORMAT_VERSION, scope_where
+from attestly.archive.export import FORMAT_VERSION, Prefetched, scope_where
 from attestly.archive.schema import METADATA_KEY, Figures, database_figures
 from attestly.archive.upload import LOCK_MODE, ensure_lock
 
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from attestly.keys import DataKey
 
 _COMPARED = ("rows", "content_hash", "min_id", "max_id")
+#: Decrypted chunks (``chunk_size`` each) read ahead of the Parquet decoding during verification.
+READ_AHEAD_CHUNKS = 1
 
 
 def open_archive(
@@ -42,6 +47,14 @@ def open_archive(
 ) -> tuple[pq.ParquetFile, dict[str, Any]]:
     """The Parquet file inside an archive object (decrypted on demand by ranged reads) and its
     ``attestly.archive`` metadata. Raises :class:`ArchiveError` if it is not this batch's archive."""
+    pf, meta, _size = _open_archive(ctx, batch, version_id=version_id, data_key=data_key, size=size)
+    return pf, meta
+
+
+def _open_archive(
+    ctx: ArchiveContext, batch: Batch, *, version_id: str, data_key: DataKey, size: int
+) -> tuple[pq.ParquetFile, dict[str, Any], int]:
+    """:func:`open_archive`, and the plaintext size of the object."""
     import pyarrow.parquet as pq
 
     s3 = ctx.s3
@@ -69,7 +82,7 @@ def open_archive(
             f"{batch.object_key}: archive metadata names batch {meta.get('batch_id')!r} "
             f"format {meta.get('format')!r}, expected {batch.batch_id!r} {FORMAT_VERSION!r}"
         )
-    return pf, meta
+    return pf, meta, reader.size
 
 
 def verify_batch(
@@ -116,6 +129,8 @@ def _archive_side(
     ctx: ArchiveContext, batch: Batch, *, uploaded: dict[str, Any], data_key: DataKey, problems: list[str]
 ) -> tuple[dict[str, Any], Figures, dict[str, Any]]:
     """Lock, full decryption and the Parquet figures of the object; appends lock problems."""
+    import pyarrow.parquet as pq
+
     s3 = ctx.s3
     version = str(uploaded["version_id"])
 
@@ -129,22 +144,6 @@ def _archive_side(
             f"retain-until is {lock.retain_until}, before the required {batch.retain_until.isoformat()}"
         )
 
-    digest = hashlib.sha256()
-    plaintext = 0
-    body = s3.get_object(Bucket=batch.bucket, Key=batch.object_key, VersionId=version)["Body"]
-    try:
-        for piece in decrypt_stream(
-            body.iter_chunks(chunk_size=1024 * 1024),
-            data_key=data_key.material(),
-            on_object_bytes=digest.update,
-        ):
-            plaintext += len(piece)
-    except ValueError as exc:
-        raise VerificationMismatch(batch.batch_id, [f"object does not decrypt: {exc}"]) from exc
-    object_sha256 = digest.hexdigest()
-    if uploaded.get("object_sha256") and uploaded["object_sha256"] != object_sha256:
-        problems.append(f"object sha256 {object_sha256} is not the uploaded {uploaded['object_sha256']}")
-
     layout = ctx.layout
     figures = Figures(
         id_column=layout.id_column,
@@ -154,13 +153,75 @@ def _archive_side(
         subject_column=layout.subject_column,
     )
     try:
-        pf, _meta = open_archive(ctx, batch, version_id=version, data_key=data_key, size=lock.size)
-        for rb in pf.iter_batches(batch_size=65_536, columns=figures.columns()):
-            figures.update(rb)
+        # The footer (a ranged read of the last chunks): this batch's archive, and where its row groups lie.
+        pf, _meta, plain_size = _open_archive(
+            ctx, batch, version_id=version, data_key=data_key, size=lock.size
+        )
+    except ArchiveFormatError as exc:
+        raise VerificationMismatch(batch.batch_id, [f"object does not decrypt: {exc}"]) from exc
     except ValueError as exc:
         raise VerificationMismatch(batch.batch_id, [f"archive does not read back: {exc}"]) from exc
-    if pf.metadata.num_rows != figures.rows:
-        problems.append(f"Parquet metadata says {pf.metadata.num_rows} rows, {figures.rows} were read")
+    metadata = pf.metadata
+    spans = [_row_group_span(metadata.row_group(i)) for i in range(metadata.num_row_groups)]
+    columns = figures.columns()
+
+    # One pass over the whole object: every chunk is authenticated and decrypted in order, the object
+    # hashed, and each row group is decoded as soon as its bytes have streamed past (memory: one row group
+    # and one chunk), so the object is read back once.
+    digest = hashlib.sha256()
+    plaintext = 0
+    window = bytearray()  # plaintext bytes [base, base + len(window))
+    base = 0
+    group = 0
+    material = data_key.material()
+
+    def plaintext_chunks() -> Iterator[bytes]:
+        body = s3.get_object(Bucket=batch.bucket, Key=batch.object_key, VersionId=version)["Body"]
+        try:
+            yield from decrypt_stream(
+                body.iter_chunks(chunk_size=1024 * 1024), data_key=material, on_object_bytes=digest.update
+            )
+        finally:
+            body.close()
+
+    # Download, hashing and decryption run a few chunks ahead, on a thread, of the Parquet decoding here.
+    try:
+        with Prefetched(plaintext_chunks, depth=READ_AHEAD_CHUNKS, name="archive-verify-read") as pieces:
+            for piece in pieces:
+                plaintext += len(piece)
+                window += piece
+                while group < len(spans) and spans[group][1] <= plaintext:
+                    start, end = spans[group]
+                    if start < base:
+                        raise ValueError(
+                            f"row group {group} starts at {start}, inside the row group before it"
+                        )
+                    with _WindowFile(window, base, size=plain_size) as source:
+                        table = pq.ParquetFile(source, metadata=metadata).read_row_group(
+                            group, columns=columns, use_threads=False
+                        )
+                    figures.update(table)
+                    del table
+                    group += 1
+                    keep_from = spans[group][0] if group < len(spans) else end
+                    if keep_from > base:
+                        del window[: min(keep_from, plaintext) - base]
+                        base = min(keep_from, plaintext)
+    except ArchiveFormatError as exc:
+        raise VerificationMismatch(batch.batch_id, [f"object does not decrypt: {exc}"]) from exc
+    except ValueError as exc:
+        raise VerificationMismatch(batch.batch_id, [f"archive does not read back: {exc}"]) from exc
+    finally:
+        window = bytearray()
+    if group != len(spans):
+        problems.append(
+            f"row groups {group}..{len(spans) - 1} lie beyond the {plaintext} plaintext bytes of the object"
+        )
+    object_sha256 = digest.hexdigest()
+    if uploaded.get("object_sha256") and uploaded["object_sha256"] != object_sha256:
+        problems.append(f"object sha256 {object_sha256} is not the uploaded {uploaded['object_sha256']}")
+    if metadata.num_rows != figures.rows:
+        problems.append(f"Parquet metadata says {metadata.num_rows} rows, {figures.rows} were read")
     return (
         figures.summary(),
         figures,
@@ -175,6 +236,71 @@ def _archive_side(
                 "retain_until": lock.retain_until.isoformat() if lock.retain_until else None,
             },
             "plaintext_bytes": plaintext,
-            "row_groups": pf.metadata.num_row_groups,
+            "row_groups": metadata.num_row_groups,
         },
     )
+
+
+def _row_group_span(rg: Any) -> tuple[int, int]:
+    """Plaintext byte range ``[start, end)`` of a row group's column chunks (from the footer)."""
+    start: int | None = None
+    end = 0
+    for i in range(rg.num_columns):
+        col = rg.column(i)
+        first = col.data_page_offset
+        if col.has_dictionary_page and col.dictionary_page_offset is not None:
+            first = min(first, col.dictionary_page_offset)
+        start = first if start is None else min(start, first)
+        end = max(end, first + col.total_compressed_size)
+    return (start or 0), end
+
+
+class _WindowFile(io.RawIOBase):
+    """A read-only, seekable file of ``size`` bytes of which only the part held in ``window`` (from
+    offset ``base``) can be read; a read outside it is an error (the footer lied about a row group)."""
+
+    def __init__(self, window: bytearray, base: int, *, size: int) -> None:
+        super().__init__()
+        self._view = memoryview(window)
+        self._base = base
+        self._pos = base
+        self._size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        elif whence == io.SEEK_END:
+            self._pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        lo = self._pos - self._base
+        hi = len(self._view) if size is None or size < 0 else lo + size
+        if lo < 0 or hi > len(self._view):
+            raise ValueError(
+                f"read of plaintext bytes {self._pos}..{self._base + hi} outside the streamed row group"
+            )
+        self._pos += hi - lo
+        return bytes(self._view[lo:hi])
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._view.release()
+        super().close()
