@@ -299,3 +299,18 @@ def test_erase_cli_names_bad_input(archive_env: str) -> None:
     assert cli("erase", "status").stdout.strip() == "no erasure requests"
     status = cli("disposal", "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["due"] == []
+
+
+def test_rows_past_retention_that_were_never_archived_are_reported(archive_env: str) -> None:
+    """No key covers rows that outlived their retention online; they are reported, never silently kept."""
+    from attestly.audit import seed
+    from tests.integration.test_archive_support import M_HIPAA, run_archive
+
+    seed.seed_audit(start=add_days(M_HIPAA, 2), days=1, events_per_day=120, sources=["billing"])
+    assert run_archive().returncode == 0  # past its retention already: not archived
+    done = run_disposal(TODAY, run_id="report-run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (block,) = json.loads(done.stdout)["plan"]["blocked"]
+    assert block["why"] == "never_archived" and block["ident"] == f"rows:pci-audit:{M_HIPAA:%Y-%m}"
+    assert "still in the database" in block["detail"]
+    assert [b["ident"] for b in ledger_bodies("disposal") if b["event"] == "blocked"] == [block["ident"]]

@@ -131,9 +131,7 @@ def cmd_disposal_run(args: argparse.Namespace) -> int:
             f"{len(summary['certificates'])} certificate(s) issued"
         )
         for b in p["blocked"]:
-            print(
-                f"  blocked: {b['scope'].get('key_id') or b['scope'].get('request_id')} ({b['why']}): {b['detail']}"
-            )
+            print(f"  blocked: {b['ident']} ({b['why']}): {b['detail']}")
         for c in summary["certificates"]:
             print(f"  certificate {c['certificate_id']}: evidence {c['sha256']}")
     return EXIT_OK
@@ -185,9 +183,7 @@ def cmd_disposal_status(args: argparse.Namespace) -> int:
         for d in st["due"]:
             print(f"  due: {d['key_id']} ({d['reason']})")
         for b in st["blocked"]:
-            print(
-                f"  blocked: {b['scope'].get('key_id') or b['scope'].get('request_id')} ({b['why']}): {b['detail']}"
-            )
+            print(f"  blocked: {b['ident']} ({b['why']}): {b['detail']}")
         for c in st["certificates"]:
             print(
                 f"certificate {c['certificate_id']} issued {c['issued_at']} by {c['run_id']}: {len(c['key_ids'])} key(s)"

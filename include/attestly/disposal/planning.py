@@ -15,7 +15,9 @@ Blocked (reported, never skipped silently):
   rows, live or archived;
 - an archive key one of whose batches is not verified, or whose rows are still (partly) in the
   database: destroying the key would leave those rows readable, so the key waits for the purge;
-- an archive key whose class is no longer in ``retention.yaml``: a policy decision is needed.
+- an archive key whose class is no longer in ``retention.yaml``: a policy decision is needed;
+- rows still in the database past their whole retention, never archived (no key covers them): reported
+  per (class, month) for a decision; Attestly does not delete unarchived rows on its own.
 
 Pending: keys already destroyed in the registry but not yet covered by a certificate (a run that
 stopped half-way); the next run finishes them first.
@@ -24,10 +26,11 @@ stopped half-way); the next run finishes them first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from attestly.disposal.erasure import ErasureRequest, list_requests, subject_sha256
+from attestly.policy import add_months
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
@@ -71,10 +74,12 @@ class Blocked:
 
     @property
     def ident(self) -> str:
-        return str(self.scope.get("key_id") or self.scope.get("request_id"))
+        s = self.scope
+        return str(s.get("key_id") or s.get("request_id") or f"rows:{s.get('class')}:{s.get('month')}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "ident": self.ident,
             "scope": self.scope,
             "why": self.why,
             "detail": self.detail,
@@ -306,6 +311,47 @@ def plan_subject_keys(
     return due, blocked, ready
 
 
+def plan_unarchived_rows(ctx: ArchiveContext, as_of: date) -> list[Blocked]:
+    """Rows still in the database past their whole retention: they were never archived (retention_archive
+    does not archive data whose retention has ended), so no key covers them. Attestly does not delete
+    unarchived rows on its own; each (class, month) is reported for a decision."""
+    from psycopg import sql
+
+    from attestly.archive.planning import scopes
+
+    layout = ctx.layout
+    ts = sql.Identifier(layout.timestamp_column)
+    conn = ctx.reader()
+    out: list[Blocked] = []
+    floor = date(as_of.year, as_of.month, 1)
+    # Months with an archive batch are the archive's (rows held online wait for its purge: not_purged).
+    archived = {(b.class_name, b.month) for b in ctx.journal.batches(source_table=layout.qualified)}
+    for scope in scopes(ctx.policy.retention):
+        cutoff = add_months(floor, -scope.retention.retention_months)
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT date_trunc('month', {ts} AT TIME ZONE 'UTC')::date, count(*) FROM {t} "
+                "WHERE {ts} < %s AND {sel} = ANY(%s) GROUP BY 1 ORDER BY 1"
+            ).format(ts=ts, t=layout.ident(), sel=sql.Identifier(layout.selector_column)),
+            (datetime.combine(cutoff, time(), tzinfo=UTC), list(scope.values)),
+        ).fetchall()
+        for month, n in rows:
+            if (scope.class_name, month) in archived:
+                continue
+            out.append(
+                Blocked(
+                    {"kind": "rows", "class": scope.class_name, "month": f"{month:%Y-%m}"},
+                    "never_archived",
+                    f"{n} rows of class {scope.class_name}, month {month:%Y-%m}, are past their retention "
+                    f"(dispose after {scope.retention.dispose_after(month).isoformat()}) and still in the "
+                    "database, never archived: no key covers them; they need a decision (delete or keep, "
+                    "with the reason) — Attestly does not delete unarchived rows on its own",
+                )
+            )
+    conn.commit()
+    return out
+
+
 def pending_keys(ctx: ArchiveContext) -> list[str]:
     """Keys destroyed in the registry and not yet covered by a certificate."""
     conn = ctx.journal.conn
@@ -325,7 +371,7 @@ def plan(ctx: ArchiveContext, *, as_of: date) -> DisposalPlan:
     return DisposalPlan(
         as_of=as_of,
         due=archive_due + subject_due,
-        blocked=archive_blocked + subject_blocked,
+        blocked=archive_blocked + subject_blocked + plan_unarchived_rows(ctx, as_of),
         pending=pending_keys(ctx),
         requests=ready,
     )

@@ -113,9 +113,7 @@ def _mail_blocks(ctx: ArchiveContext, new: list[dict[str, Any]], *, as_of: date)
 
     owners = owners_of([COLLECTOR], ctx.policy)
     items = "".join(
-        f"<li><b>{escape(str(b['scope'].get('key_id') or b['scope'].get('request_id')))}</b> "
-        f"({escape(b['why'])}): {escape(b['detail'])}</li>"
-        for b in new
+        f"<li><b>{escape(str(b['ident']))}</b> ({escape(b['why'])}): {escape(b['detail'])}</li>" for b in new
     )
     html = (
         f"<p>Key disposal as of {as_of.isoformat()} found {len(new)} new blocked scope(s). Nothing in them "
