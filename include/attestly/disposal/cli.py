@@ -72,10 +72,10 @@ def cmd_erase_approve(args: argparse.Namespace) -> int:
 def erase_status(ctx: Any) -> list[dict[str, Any]]:
     """Every request with its state; approved ones blocked by a hold say so and name the holds."""
     from attestly.disposal.erasure import list_requests
-    from attestly.disposal.planning import _active_hold_batches, subject_holds
+    from attestly.disposal.planning import active_hold_batches, subject_holds
 
     requests = list_requests(ctx.journal.conn)
-    held = _active_hold_batches(ctx) if any(r.state == "approved" for r in requests) else {}
+    held = active_hold_batches(ctx) if any(r.state == "approved" for r in requests) else {}
     out = []
     for r in requests:
         d = r.to_dict()

@@ -122,7 +122,7 @@ def _batches_by_key(ctx: ArchiveContext) -> dict[str, list[Batch]]:
     return out
 
 
-def _active_hold_batches(ctx: ArchiveContext) -> dict[str, set[str]]:
+def active_hold_batches(ctx: ArchiveContext) -> dict[str, set[str]]:
     """batch id -> active holds covering it (after bringing the coverage up to date)."""
     from attestly.archive.holds import reconcile_holds
 
@@ -365,7 +365,7 @@ def pending_keys(ctx: ArchiveContext) -> list[str]:
 
 def plan(ctx: ArchiveContext, *, as_of: date) -> DisposalPlan:
     """Everything due, blocked and pending at ``as_of`` (reads only; S3 legal holds are reconciled)."""
-    held = _active_hold_batches(ctx)
+    held = active_hold_batches(ctx)
     archive_due, archive_blocked = plan_archive_keys(ctx, as_of, held)
     subject_due, subject_blocked, ready = plan_subject_keys(ctx, held)
     return DisposalPlan(
