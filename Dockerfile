@@ -3,10 +3,17 @@
 # (images.airflow.repository/tag) or any Kubernetes executor pod template.
 FROM apache/airflow:3.3.2-python3.11
 
-# WeasyPrint (PDF reports) needs Pango; curl is for the compose health checks.
+# WeasyPrint (PDF reports) needs Pango, and HarfBuzz's subset library for reproducible PDFs (without it
+# fonts are subset by fontTools, which stamps the clock into every PDF). The PDF engine is pinned to the
+# versions a Debian 12 host gets, so reports rendered here and on a host are byte-identical:
+# tests/fixtures/pdf-engine.json holds the same pins and the golden PDF they produce (tests/unit/test_pdf_engine.py).
+# curl is for the compose health checks.
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 curl \
+ && apt-get install -y --no-install-recommends \
+      libharfbuzz0b=6.0.0+dfsg-3 libharfbuzz-subset0=6.0.0+dfsg-3 \
+      libpango-1.0-0=1.50.12+ds-1 libpangoft2-1.0-0=1.50.12+ds-1 \
+      fonts-dejavu-core=2.37-6 curl \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 USER airflow
 

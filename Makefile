@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attestly-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps demo airflow test test-all test-unit test-integration lint fixes bench stop clean
+.PHONY: help setup system-deps system-deps-runtime demo airflow test test-all test-unit test-integration lint fixes bench stop clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -19,22 +19,28 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the pinned requirements and the package
 
-# The PDF check renders report pages with pdftoppm (Debian's poppler-utils). Installed when missing and
-# we may (root, as in CI); otherwise say how.
-system-deps:
-	@command -v pdftoppm >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils) >/dev/null; \
-	  else echo "install poppler-utils (pdftoppm) for the report PDF test: sudo apt-get install poppler-utils"; fi; }
+# Debian packages. RUNTIME: what the product needs to render reports reproducibly (WeasyPrint's Pango,
+# HarfBuzz subsetting — without it fonts are subset by fontTools, which stamps the clock into every PDF —
+# and the report fonts). TEST: what the tests and the Celery stack add (pdftoppm, Chromium for the
+# Evidence view's browser test, Redis for the CeleryExecutor). Installed when missing and we may (root
+# with apt-get, as in CI); otherwise the exact command is printed and the target fails.
+RUNTIME_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+TEST_DEBS := poppler-utils chromium redis-server
 
-demo: setup ## the whole cycle on the embedded local stack
+system-deps: ## install the Debian packages the product and its tests need (when missing)
+	@bash scripts/system-deps.sh $(RUNTIME_DEBS) $(TEST_DEBS)
+
+system-deps-runtime:
+	@bash scripts/system-deps.sh $(RUNTIME_DEBS)
+
+demo: setup system-deps-runtime ## the whole cycle on the embedded local stack
 	$(BIN)/attestly demo
 
-airflow: setup ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
+airflow: setup system-deps-runtime ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
 	$(BIN)/python -m attestly.stack.airflow_services
 
 test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" --durations=10
 
 test-all: setup system-deps ## everything, including the ~10-minute scheduler-driven backfill
 	$(BIN)/pytest

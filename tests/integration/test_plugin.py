@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 from attestly.connections import aws_client
 from tests.conftest import recreate_database
 from tests.integration.test_backfill import airflow_running, api_token
+from tests.sysdeps import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -251,10 +251,8 @@ def test_page_verify_and_report_files(ui: dict[str, Any]) -> None:
 def test_the_view_in_the_airflow_ui(ui: dict[str, Any], tmp_path: Path) -> None:
     """A person's view: headless Chromium logged in (the UI's `_token` cookie, no bearer header) opens
     `/plugin/evidence`; the Airflow UI frames the page, which lists every control. Screenshot under
-    tmp_path. Skipped when Chromium is not installed."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium): no browser check")
+    tmp_path. Chromium comes from `make system-deps`; without it the test fails under CI."""
+    browser = require_tool("chromium", "chromium-browser", packages="chromium", why="the browser check")
     png = tmp_path / "airflow-evidence-view.png"
     count = asyncio.run(_browse(browser, ui["url"], ui["token"], png, tmp_path / "chromium-profile"))
     from attestly.policy import load_policy

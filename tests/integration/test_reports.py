@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -35,6 +34,7 @@ from tests.integration.test_reports_seed import (
     Seeded,
     seed_quarter,
 )
+from tests.sysdeps import require_tool
 
 pytestmark = pytest.mark.integration
 BASE_URL = "http://airflow.example:8080"
@@ -159,8 +159,7 @@ def _page_has_ink(png: Path) -> bool:
 
 
 def test_every_pdf_renders_to_non_empty_pages(bundles: dict[str, Bundle], tmp_path: Path) -> None:
-    pdftoppm = shutil.which("pdftoppm")
-    assert pdftoppm, "pdftoppm (poppler-utils) is required"
+    pdftoppm = require_tool("pdftoppm", packages="poppler-utils", why="renders the PDF pages to check them")
     count = 0
     for b in bundles.values():
         for path, body in b.files.items():
@@ -283,8 +282,7 @@ def _trestle() -> Path | None:
 
 def test_trestle_validates_the_oscal_assessment_results(bundles: dict[str, Bundle], tmp_path: Path) -> None:
     trestle = _trestle()
-    if trestle is None:
-        pytest.skip("compliance-trestle is not installed (pip install compliance-trestle==5.2.0)")
+    assert trestle is not None, "compliance-trestle is pinned in requirements.txt: run `make setup`"
     workspace = tmp_path / "trestle"
     workspace.mkdir()
     subprocess.run([str(trestle), "init"], cwd=workspace, check=True, capture_output=True, timeout=120)
@@ -340,7 +338,7 @@ def test_publish_is_create_only_and_idempotent(bundles: dict[str, Bundle]) -> No
 
 
 def test_a_past_quarter_re_rendered_later_is_identical(bundles: dict[str, Bundle]) -> None:
-    """Later evidence, later digests and later reports do not change a past quarter's files."""
+    """Later evidence, later digests, later reports and a later clock do not change a past quarter's files."""
     from attestly.evidence import EvidenceItem, Finding
     from attestly.recording import record_evidence
     from attestly.signing import signer_from_connection
@@ -362,11 +360,19 @@ def test_a_past_quarter_re_rendered_later_is_identical(bundles: dict[str, Bundle
             )
             record_evidence(item, store=store, ledger=ledger)
         assert ledger.seal(store=store, signer=signer_from_connection()) is not None
-    (again,) = _render(["pci"])
     before = bundles["pci"]
-    assert again.rendition == before.rendition
-    assert again.files == before.files  # byte-identical: HTML, PDF, JSON, PNG charts, OSCAL, manifest
-    assert again.packet_zip() == before.packet_zip()
+    # The clock at later dates (the first rendition was made "now"): quarter end + 1 day, + 1 month,
+    # + 1 year. Nothing in the files may depend on when they were made — PDFs included, whose font
+    # subsets carry a timestamp unless HarfBuzz subsets them (render.require_reproducible_pdf_engine).
+    import time_machine
+
+    quarter_end = datetime(2026, 3, 31, 23, 59, tzinfo=UTC)
+    for later in (timedelta(days=1), timedelta(days=31), timedelta(days=366)):
+        with time_machine.travel(quarter_end + later, tick=True):
+            (again,) = _render(["pci"])
+        assert again.rendition == before.rendition, f"re-rendered at quarter end + {later}"
+        assert again.files == before.files  # byte-identical: HTML, PDF, JSON, PNG charts, OSCAL, manifest
+        assert again.packet_zip() == before.packet_zip()
 
 
 def _cli(argv: list[str]) -> int:

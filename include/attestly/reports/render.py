@@ -3,12 +3,14 @@
 PDFs are rendered from the same HTML with no external resources (a URL fetcher that only allows
 ``data:`` URIs and fails on anything else) and no dates in the metadata (WeasyPrint only writes creation/modification dates that
 the HTML declares, and ours declare none), so the same HTML gives the same PDF bytes with the same
-WeasyPrint, pydyf and font versions.
+WeasyPrint, pydyf, HarfBuzz, Pango and font versions. Fonts are subset by HarfBuzz, never by fontTools
+(which stamps the current time into each subset): rendering refuses to run without it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,24 +65,104 @@ def render_template(name: str, **values: Any) -> str:
         raise RenderError(f"template {name!r} failed: {exc}") from exc
 
 
-def html_to_pdf(html: str, *, name: str) -> bytes:
-    """The PDF of ``html`` (``name`` is for error messages). Deterministic for the same input."""
-    import logging
+HARFBUZZ_SUBSET_HINT = (
+    "install HarfBuzz's subset library (Debian/Ubuntu: `apt-get install libharfbuzz-subset0`; "
+    "`make system-deps` does it)"
+)
+_FALLBACK_MARKER = "instead of HarfBuzz-Subset"
 
+
+class _FallbackDetector(logging.Handler):
+    """Collects WeasyPrint's warning that it subset a font with fontTools instead of HarfBuzz."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if _FALLBACK_MARKER in message:
+            self.messages.append(message)
+
+
+def require_reproducible_pdf_engine() -> None:
+    """Check that WeasyPrint will subset fonts with HarfBuzz (>= 4.1, with its subset library).
+
+    Without ``libharfbuzz-subset.so.0`` (HarfBuzz >= 4.1), WeasyPrint subsets fonts with fontTools, which
+    writes the current time into every embedded font (``head.modified``): the same report rendered twice
+    would differ, and a past period would no longer re-render to the same bytes. Raises
+    :class:`RenderError` naming the library and the install command instead of rendering such a PDF.
+    """
+    from weasyprint.text import ffi as wffi
+
+    if wffi.harfbuzz_subset is None:
+        raise RenderError(
+            "PDF reports must be reproducible, and WeasyPrint cannot load libharfbuzz-subset.so.0 "
+            f"(it would fall back to fontTools, which stamps the current time into every font): {HARFBUZZ_SUBSET_HINT}"
+        )
+    if not wffi.harfbuzz.hb_version_atleast(4, 1, 0):
+        raise RenderError(
+            "PDF reports need HarfBuzz >= 4.1.0 for font subsetting; this system has "
+            f"{pdf_engine_versions()['harfbuzz']}: {HARFBUZZ_SUBSET_HINT}"
+        )
+
+
+def pdf_engine_versions() -> dict[str, str]:
+    """The versions a PDF's bytes depend on, besides the HTML: WeasyPrint, pydyf, fontTools, HarfBuzz and
+    Pango (the shared libraries WeasyPrint loaded). Two hosts render identical PDFs when these and the font
+    files agree (README: Reports, reproducibility)."""
+    import ctypes
+    from importlib.metadata import version
+
+    from weasyprint.text import ffi as wffi
+
+    def _library(names: tuple[str, ...], symbol: str) -> str:
+        for name in names:
+            try:
+                lib = ctypes.CDLL(name)
+            except OSError:
+                continue
+            fn = getattr(lib, symbol)
+            fn.restype = ctypes.c_char_p
+            return str(fn().decode())
+        return "absent"
+
+    return {
+        "weasyprint": version("weasyprint"),
+        "pydyf": version("pydyf"),
+        "fonttools": version("fonttools"),
+        "harfbuzz": _library(("libharfbuzz.so.0", "libharfbuzz.0.dylib"), "hb_version_string"),
+        "harfbuzz_subset": "loaded" if wffi.harfbuzz_subset is not None else "absent",
+        "pango": _library(("libpango-1.0.so.0", "libpango-1.0.dylib"), "pango_version_string"),
+    }
+
+
+def html_to_pdf(html: str, *, name: str) -> bytes:
+    """The PDF of ``html`` (``name`` is for error messages). The same HTML gives the same bytes with the same
+    WeasyPrint, pydyf, HarfBuzz, Pango and fonts, whatever the clock says; raises :class:`RenderError`
+    rather than produce a PDF that would not be (see :func:`require_reproducible_pdf_engine`)."""
+    require_reproducible_pdf_engine()
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
 
-    for logger in ("weasyprint", "weasyprint.progress"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
-    logging.getLogger("fontTools").setLevel(logging.ERROR)
     # data: URIs only (the embedded chart): a report never reaches out to the network or the disk.
     fetcher = URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
+    detector = _FallbackDetector()
+    weasy_logger = logging.getLogger("weasyprint")
+    weasy_logger.addHandler(detector)
     try:
         pdf = HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf()
     except BaseException as exc:  # FatalURLFetchingError is a BaseException
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise RenderError(f"PDF rendering of {name} failed: {exc}") from exc
+    finally:
+        weasy_logger.removeHandler(detector)
+    if detector.messages:
+        raise RenderError(
+            f"PDF rendering of {name} fell back to fontTools font subsetting, which is not reproducible "
+            f"({detector.messages[0]}): {HARFBUZZ_SUBSET_HINT}"
+        )
     if not pdf:
         raise RenderError(f"PDF rendering of {name} produced nothing")
     return bytes(pdf)
