@@ -10,11 +10,13 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v audit_writer_pw="$AUDIT_WRITER_PASSWORD" \
   -v reader_pw="$ATTESTLY_READER_PASSWORD" \
   -v archiver_pw="$ATTESTLY_ARCHIVER_PASSWORD" \
+  -v custodian_pw="$ATTESTLY_CUSTODIAN_PASSWORD" \
   -v app_pw="$ATTESTLY_APP_PASSWORD" <<'SQL'
 CREATE ROLE airflow LOGIN PASSWORD :'airflow_pw';
 CREATE ROLE audit_writer LOGIN PASSWORD :'audit_writer_pw';
 CREATE ROLE attestly_reader LOGIN PASSWORD :'reader_pw';
 CREATE ROLE attestly_archiver LOGIN PASSWORD :'archiver_pw';
+CREATE ROLE attestly_custodian LOGIN PASSWORD :'custodian_pw';
 CREATE ROLE attestly_app LOGIN PASSWORD :'app_pw';
 
 CREATE DATABASE airflow OWNER airflow ENCODING 'UTF8' TEMPLATE template0;

@@ -184,6 +184,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from attestly.signing import SigningError, load_public_key, signer_from_connection
     from attestly.verify import ledger_rows, verify_bucket
 
+    if args.from_date and args.to_date and args.from_date > args.to_date:
+        raise UsageError(f"--from {args.from_date} is after --to {args.to_date}: nothing to verify")
+    if not 1 <= args.concurrency <= 256:
+        raise UsageError(f"--concurrency {args.concurrency}: give 1 to 256")
     _stack_env()
     try:
         if args.public_key:

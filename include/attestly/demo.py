@@ -125,6 +125,13 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
             hipaa_old = add_months(today.replace(day=1), -14) + timedelta(days=2)
             report = seed.seed_audit(start=hipaa_old, days=1, events_per_day=300, sources=["ehr-api"])
             _say(f"  loaded {report['rows']} patient-record events from {hipaa_old} (HIPAA, archive backlog)")
+            # 13 months back: a month whose PCI retention (12 months after its end) ends this month, so
+            # key_disposal has a month that is really due today. It was archived back then (step 7).
+            due_month = _due_month(today)
+            report = seed.seed_audit(start=due_month + timedelta(days=3), days=2, events_per_day=400)
+            _say(
+                f"  loaded {report['rows']} events from {due_month + timedelta(days=3)} (PCI retention ends this month)"
+            )
             old = (today - timedelta(days=150)).replace(day=1)
             report = seed.seed_audit(start=old, days=3, events_per_day=max(200, events_per_day // 4))
             _say(
@@ -210,7 +217,11 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
         failed.append("audit_log_quality produced no result: see its log above")
 
     _step("7. retention_archive: export, encrypt, Object Lock upload, verify, then purge what is due")
-    archive_ok = run_dag("retention_archive", today)
+    back_then = add_months(_due_month(today), 5)
+    _say(f"  first the daily run of {back_then} (a backfill of a past day: what was due then)")
+    archive_ok = run_dag("retention_archive", back_then)
+    _say("  then today's run")
+    archive_ok = run_dag("retention_archive", today) and archive_ok
     status = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "archive", "status", "--json"],
         capture_output=True,
@@ -348,27 +359,26 @@ def _fmt(counts: dict[str, dict[str, int]]) -> str:
     )
 
 
-def _next_due_month(today: date) -> tuple[date, str, str] | None:
-    """(the day it is due, key id, batch id) of the live archive key whose retention ends first."""
-    from attestly.connections import pg_connect
-    from attestly.policy import load_policy
+def _due_month(today: date) -> date:
+    """The month whose pci-audit retention (12 months after its end) ends on the first of this month."""
+    from attestly.policy import add_months
 
-    policy = load_policy()
+    return add_months(today.replace(day=1), -13)
+
+
+def _due_keys(today: date) -> list[tuple[str, str]]:
+    """(key id, batch id) of the live archive keys whose retention has ended by ``today``."""
+    from attestly.connections import pg_connect
+
     with pg_connect("attestly_db") as conn:
         rows = conn.execute(
-            "SELECT k.key_id, k.class_name, k.month, min(b.batch_id) FROM attestly.data_keys k "
+            "SELECT k.key_id, min(b.batch_id) FROM attestly.data_keys k "
             "JOIN attestly.archive_batches b ON b.key_id = k.key_id "
-            "WHERE k.kind = 'archive' AND k.destroyed_at IS NULL GROUP BY k.key_id, k.class_name, k.month"
+            "WHERE k.kind = 'archive' AND k.destroyed_at IS NULL GROUP BY k.key_id "
+            "HAVING max(b.dispose_after) <= %s ORDER BY k.key_id",
+            (today,),
         ).fetchall()
-    best = None
-    for key_id, class_name, month, batch_id in rows:
-        eff = policy.retention.effective_for_classes(class_name.split("+"))
-        if eff is None:
-            continue
-        due = eff.dispose_after(month)
-        if best is None or due < best[0]:
-            best = (due, key_id, batch_id)
-    return best
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def _disposal_story(today: date) -> dict[str, list[str]]:
@@ -386,7 +396,11 @@ def _disposal_story(today: date) -> dict[str, list[str]]:
             _cli("erase", "approve", rid, "--approved-by", "data-protection-officer")
             _say(f"  erasure request {rid} for subject {subject}: requested, approved by a second person")
         _say(f"  {subject} before: {_fmt(before)}")
-        ok = run_dag("key_disposal", today)
+    due = _due_keys(today)
+    for key_id, _batch in due:
+        _say(f"  archive key {key_id}: its retention has ended (by today's date), so it is due")
+    ok = run_dag("key_disposal", today)
+    if subject is not None:
         after = _phi_counts(subject)
         _say(f"  {subject} after:  {_fmt(after)} (who, when and what action are all still there)")
         erased = all(set(c) <= {"erased"} for c in after.values()) and any(after.values())
@@ -397,36 +411,52 @@ def _disposal_story(today: date) -> dict[str, list[str]]:
             )
         else:
             failed.append(f"erasure of {subject} did not complete: see the key_disposal log")
-    due = _next_due_month(today)
-    if due is None:
-        _say("  no archive month to dispose of")
+    # A run dated in the future is what anyone allowed to trigger a DAG could create: it is refused, and
+    # the refusal is ledgered. Nothing is ever destroyed before its date by the real clock.
+    future = today + timedelta(days=240)
+    _say(f"  a key_disposal run dated {future} (in the future) is triggered:")
+    refused_ok = not run_dag("key_disposal", future)
+    refusals = [b for b in _ledger("refusal") if b.get("as_of") == future.isoformat()]
+    if refused_ok and refusals:
+        _say(f"  refused and ledgered: {refusals[-1]['reason'][:150]}…")
+        passed.append(
+            f"a key_disposal run dated {future} was refused (nothing destroyed early) and the refusal ledgered"
+        )
+    else:
+        failed.append(f"the future-dated key_disposal run ({future}) was not refused: see its log")
+    if not due:
+        _say("  no archive month at the end of its retention today")
         return {"passed": passed, "failed": failed}
-    when, key_id, batch_id = due
-    label = "today" if when <= today else f"{when}, simulated: a run dated the day its retention ends"
-    _say(
-        f"  archive key {key_id} reaches the end of its retention on {when}; running key_disposal as of {label}"
-    )
-    ok = run_dag("key_disposal", max(when, today))
-    restore = _cli("archive", "restore", batch_id, "--into", f"demo_check_{int(time.time())}")
     status = _cli("disposal", "status", "--json")
     certs = []
     with contextlib.suppress(json.JSONDecodeError, KeyError):
         certs = json.loads(status.stdout)["certificates"]
-    _say(
-        f"  restore of {batch_id} now: exit {restore.returncode} ({(restore.stderr.strip() or restore.stdout.strip())[:160]})"
-    )
+    for key_id, batch_id in due:
+        restore = _cli("archive", "restore", batch_id, "--into", f"demo_check_{int(time.time())}")
+        _say(
+            f"  {key_id}: restore of {batch_id} now exits {restore.returncode} "
+            f"({(restore.stderr.strip() or restore.stdout.strip())[:160]})"
+        )
+        if ok and restore.returncode != 0 and "destroyed" in restore.stderr:
+            passed.append(
+                f"disposal of {key_id} (its retention ended this month): the archive object, locked for its whole "
+                "retention, is still in the bucket and no longer decrypts; its KMS key is scheduled for deletion "
+                "(the certificate says until when that could still be cancelled)"
+            )
+        else:
+            failed.append(f"disposal of {key_id} did not complete: see the key_disposal log")
     for c in certs:
         _say(
             f"  certificate {c['certificate_id']}: {len(c['key_ids'])} key(s), issued {c['issued_at']} by {c['run_id']}"
         )
-    if ok and restore.returncode != 0 and "destroyed" in restore.stderr:
-        passed.append(
-            f"disposal of {key_id}: archive object still locked in the bucket, no longer decryptable; "
-            f"{len(certs)} certificate(s) of destruction in `attestly disposal status`"
-        )
-    else:
-        failed.append(f"disposal of {key_id} did not complete: see the key_disposal log")
     return {"passed": passed, "failed": failed}
+
+
+def _ledger(kind: str) -> list[dict[str, Any]]:
+    from attestly.ledger import Ledger
+
+    with Ledger.connect() as ledger:
+        return [e.body for e in ledger.entries(kind=kind)]
 
 
 if __name__ == "__main__":

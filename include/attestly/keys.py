@@ -485,7 +485,9 @@ class KeyRegistry:
         """Crypto-shred ``key_id``: delete its wrapped material, stamp ``destroyed_at``/``destroyed_by_run``.
 
         Idempotent (returns the original destruction time). Raises :class:`KeyNotFound` for an unknown
-        key and :class:`KeyRegistryError` when a legal hold blocks it. Does not touch KMS: see
+        key and :class:`KeyRegistryError` when a legal hold blocks it or the database refuses it on its
+        own (an archive key before its batches' dispose-after date by the server's clock, a subject key
+        without an approved erasure request). Does not touch KMS: see
         :meth:`schedule_kms_deletion`.
         """
         import psycopg
@@ -497,7 +499,8 @@ class KeyRegistry:
                 ).fetchone()
         except psycopg.errors.NoDataFound as exc:
             raise KeyNotFound(f"no data key {key_id!r} in the key registry") from exc
-        except psycopg.errors.ObjectInUse as exc:
+        except (psycopg.errors.ObjectInUse, psycopg.errors.InsufficientPrivilege) as exc:
+            # a legal hold, or the registry's own refusal: not due yet by its clock, no approved erasure
             raise KeyRegistryError(str(exc.diag.message_primary or exc)) from exc
         assert row is not None
         return row[0]  # type: ignore[no-any-return]

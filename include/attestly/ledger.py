@@ -157,6 +157,24 @@ class Ledger:
         self.conn.commit()
         return _row_to_entry(row) if row else None
 
+    def report_object(self, key: str) -> dict[str, Any] | None:
+        """The stored report file or packet ``key`` as the first ``report`` entry recording it
+        (key, version_id, sha256, size), or None: what must be served, whatever versions came later."""
+        from psycopg.types.json import Jsonb
+
+        row = self.conn.execute(
+            "SELECT body FROM attestly.ledger WHERE kind = 'report' AND "
+            "(body->'packet'->>'key' = %s OR body->'objects' @> %s) ORDER BY seq LIMIT 1",
+            (key, Jsonb([{"key": key}])),
+        ).fetchone()
+        self.conn.commit()
+        if row is None:
+            return None
+        body = row[0]
+        if body.get("packet", {}).get("key") == key:
+            return dict(body["packet"])
+        return next((dict(o) for o in body.get("objects", []) if o.get("key") == key), None)
+
     # -------------------------------------------------------------------------------------------- read
 
     def entries(self, *, after_seq: int = 0, kind: str | None = None) -> Iterator[LedgerEntry]:

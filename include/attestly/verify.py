@@ -8,22 +8,33 @@ What is checked:
    signature*), its Merkle root and entry hashes recomputed from its entries (*digest altered*);
 2. the chain: each digest names the previous one by key, SHA-256 and signature and continues its entry
    sequence and entry hashes (*chain broken*);
-3. every evidence object a digest records: the recorded version exists and re-hashes to the recorded
-   SHA-256 (*altered* / *missing*), it is still the current version (*replaced by a newer version*; a delete
-   marker on top is *missing*), its lock is COMPLIANCE and retain-until is not earlier than recorded;
+3. every object a ledger entry of an authenticated digest records — evidence items, report files and
+   packets, archive objects, disposal certificates (:func:`ledgered_objects`): the recorded version exists
+   and re-hashes to the recorded SHA-256 (*altered* / *missing*), it is still the current version
+   (*replaced by a newer version*; a delete marker on top is *missing*), its lock is COMPLIANCE and
+   retain-until is not earlier than recorded;
 4. optionally (``--ledger``), the ledger database against the digests: an entry edited in the database
    after it was sealed, and the unsealed tail's own chain.
 
-Objects are fetched concurrently (one GET per object, by version id); version listings are read once
-per prefix. Imports nothing from Airflow; the database check imports psycopg only when asked for.
+Anyone who can write to the bucket can put anything under ``digests/``: a digest is parsed with limits
+(size, nesting, no duplicate keys, no non-finite numbers) and checked for shape before anything in it is
+used, and a malformed one is a named problem (*malformed*), never a crash. Entries of a digest whose
+signature does not verify are reported and not used (their objects are not "verified" on their word).
+
+Objects are fetched concurrently (one GET per object, by version id, hashed as it streams); version
+listings are read once per top-level prefix. Imports nothing from Airflow; the database check imports
+psycopg only when asked for.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import itertools
 import json
+import math
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +49,14 @@ from attestly.signing import fingerprint, verify_signature
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
+#: A digest larger than this is not read (malformed); a real one holds one seal's entries.
+MAX_DIGEST_BYTES = 64 * 1024 * 1024
+#: Nesting levels a digest may have (the evidence bodies inside entries included).
+MAX_DIGEST_DEPTH = 64
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
 KINDS = (
+    "malformed",
     "altered",
     "missing",
     "replaced",
@@ -50,6 +68,7 @@ KINDS = (
     "ledger_altered",
 )
 LABELS = {
+    "malformed": "MALFORMED",
     "altered": "ALTERED",
     "missing": "MISSING",
     "replaced": "REPLACED BY A NEWER VERSION",
@@ -85,6 +104,8 @@ class Report:
     objects_requested: int = 0
     objects_verified: int = 0
     bytes_verified: int = 0
+    entries_untrusted: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     sealed_range: dict[str, str | None] = field(default_factory=lambda: {"start": None, "end": None})
     ledger_checked: bool = False
     problems: list[Problem] = field(default_factory=list)
@@ -102,8 +123,12 @@ class Report:
                 "digests": self.digests_found,
                 "digests_valid": self.digests_valid,
                 "ledger_entries": self.entries,
-                "evidence_objects": self.objects_requested,
-                "evidence_objects_verified": self.objects_verified,
+                "evidence_objects": self.by_kind.get("evidence", {}).get("requested", 0),
+                "evidence_objects_verified": self.by_kind.get("evidence", {}).get("verified", 0),
+                "ledgered_objects": self.objects_requested,
+                "ledgered_objects_verified": self.objects_verified,
+                "objects_by_kind": self.by_kind,
+                "entries_untrusted": self.entries_untrusted,
                 "bytes_verified": self.bytes_verified,
                 "sealed_range": self.sealed_range,
             },
@@ -111,12 +136,18 @@ class Report:
             "problems": [p.to_dict() for p in self.problems],
         }
 
+    def _kinds_text(self) -> str:
+        return (
+            ", ".join(f"{k} {v['verified']}/{v['requested']}" for k, v in sorted(self.by_kind.items()))
+            or "none"
+        )
+
     def summary_lines(self) -> list[str]:
         lines = [str(p) for p in self.problems]
         lines.append(
             f"{'FAILED' if self.problems else 'OK'}: s3://{self.bucket} — {self.digests_valid}/{self.digests_found} "
             f"digests valid, {self.entries} ledger entries, {self.objects_verified}/{self.objects_requested} "
-            f"evidence objects verified ({self.bytes_verified} bytes); sealed "
+            f"ledgered objects verified ({self._kinds_text()}; {self.bytes_verified} bytes); sealed "
             f"{self.sealed_range['start'] or '-'} .. {self.sealed_range['end'] or '-'}; requested "
             f"{self.requested['from'] or 'beginning'} .. {self.requested['to'] or 'now'}"
             + ("" if self.ledger_checked else " (ledger database not checked)")
@@ -161,12 +192,242 @@ def _iso_to_dt(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _overlaps(period: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
-    p_start = _iso_to_dt(period["period_start"]) if period.get("period_start") else None
-    p_end = _iso_to_dt(period["period_end"]) if period.get("period_end") else None
+def _overlaps_range(
+    p_start: datetime | None, p_end: datetime | None, start: datetime | None, end: datetime | None
+) -> bool:
     if start and p_end and p_end <= start:
         return False
     return not (end and p_start and p_start >= end)
+
+
+def _overlaps(period: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
+    p_start = _iso_to_dt(period["period_start"]) if period.get("period_start") else None
+    p_end = _iso_to_dt(period["period_end"]) if period.get("period_end") else None
+    return _overlaps_range(p_start, p_end, start, end)
+
+
+# ------------------------------------------------------------------------------------ parsing digests
+
+
+class MalformedDigest(ValueError):
+    """A digest object that is not a well-formed digest; the message says where and why."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]!r} is out of range")
+    return value
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:40]!r}")
+        out[k] = v
+    return out
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return False
+
+
+def _expect(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise MalformedDigest(f"{where}: {what}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _opt_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def parse_digest(raw: bytes) -> tuple[dict[str, Any], bytes, str]:
+    """``(digest, signature bytes, signature text)`` from a digest object's bytes, or
+    :class:`MalformedDigest` naming the first thing wrong. Bounded: size, nesting, numbers, keys."""
+    if len(raw) > MAX_DIGEST_BYTES:
+        raise MalformedDigest(f"{len(raw):,} bytes; a digest may be at most {MAX_DIGEST_BYTES:,}")
+    try:
+        doc = json.loads(
+            raw,
+            parse_float=_finite_float,
+            parse_constant=_no_constants,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except RecursionError:
+        raise MalformedDigest(f"not readable JSON: nested deeper than {MAX_DIGEST_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedDigest(f"not readable JSON ({str(exc)[:200]})") from None
+    if _too_deep(doc, MAX_DIGEST_DEPTH):
+        raise MalformedDigest(f"nested deeper than {MAX_DIGEST_DEPTH} levels")
+    _expect(isinstance(doc, dict), "document", "not a JSON object")
+    digest, sig_text = doc.get("digest"), doc.get("signature")
+    _expect(isinstance(digest, dict), "digest", "missing or not an object")
+    _expect(isinstance(sig_text, str) and sig_text != "", "signature", "missing or not a string")
+    try:
+        signature = base64.b64decode(sig_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedDigest("signature: not base64") from None
+    _expect(
+        digest.get("schema") == DIGEST_SCHEMA,
+        "digest.schema",
+        f"is {str(digest.get('schema'))[:60]!r}, expected {DIGEST_SCHEMA!r}",
+    )
+    for name in ("signature_algorithm", "merkle_root"):
+        _expect(isinstance(digest.get(name), str), f"digest.{name}", "missing or not a string")
+    _expect(_opt_str(digest.get("public_key_fingerprint")), "digest.public_key_fingerprint", "not a string")
+    prev = digest.get("previous")
+    _expect(prev is None or isinstance(prev, dict), "digest.previous", "not an object")
+    if isinstance(prev, dict):
+        for name in ("key", "sha256", "signature"):
+            _expect(_opt_str(prev.get(name)), f"digest.previous.{name}", "not a string")
+    tr = digest.get("time_range", {})
+    _expect(isinstance(tr, dict), "digest.time_range", "not an object")
+    _expect(
+        _opt_str(tr.get("start")) and _opt_str(tr.get("end")), "digest.time_range", "start/end not strings"
+    )
+    entries = digest.get("entries")
+    _expect(isinstance(entries, list), "digest.entries", "missing or not a list")
+    for i, e in enumerate(entries):
+        where = f"digest.entries[{i}]"
+        _expect(isinstance(e, dict), where, "not an object")
+        _expect(_is_int(e.get("seq")) and e["seq"] >= 1, f"{where}.seq", "not a positive integer")
+        _expect(isinstance(e.get("kind"), str), f"{where}.kind", "missing or not a string")
+        _expect(isinstance(e.get("recorded_at"), str), f"{where}.recorded_at", "missing or not a string")
+        _expect(isinstance(e.get("body"), dict), f"{where}.body", "missing or not an object")
+        for name in ("prev_hash", "entry_hash"):
+            _expect(
+                isinstance(e.get(name), str) and _HEX64.fullmatch(e[name]) is not None,
+                f"{where}.{name}",
+                "not 64 lower-case hex digits",
+            )
+    return digest, signature, sig_text
+
+
+# ------------------------------------------------------------------------------------ ledgered objects
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """An object a ledger entry records: where, which version, its SHA-256 and the lock it must have."""
+
+    kind: str  # evidence | report | archive | disposal
+    seq: int
+    key: str
+    version_id: str
+    sha256: str
+    retain_until: str | None
+    bucket: str | None = None
+
+
+def _ref(kind: str, seq: int, d: Any, retain_until: Any = None) -> ObjectRef:
+    where = f"ledger entry {seq} ({kind})"
+    if not isinstance(d, dict):
+        raise MalformedDigest(f"{where}: an object reference is not an object")
+    for name in ("key", "version_id", "sha256"):
+        if not isinstance(d.get(name), str) or not d[name]:
+            raise MalformedDigest(f"{where}: object reference lacks {name!r}")
+    if _HEX64.fullmatch(d["sha256"]) is None:
+        raise MalformedDigest(f"{where}: sha256 of {d['key'][:80]} is not 64 hex digits")
+    lock = d.get("retain_until", retain_until)
+    if lock is not None and not isinstance(lock, str):
+        raise MalformedDigest(f"{where}: retain_until of {d['key'][:80]} is not a string")
+    bucket = d.get("bucket")
+    return ObjectRef(
+        kind, seq, d["key"], d["version_id"], d["sha256"], lock, bucket if isinstance(bucket, str) else None
+    )
+
+
+def _month_range(month: Any) -> tuple[datetime | None, datetime | None]:
+    if not isinstance(month, str) or not re.fullmatch(r"\d{4}-\d{2}", month):
+        return None, None
+    y, m = int(month[:4]), int(month[5:])
+    if not 1 <= m <= 12:
+        return None, None
+    start = datetime(y, m, 1, tzinfo=UTC)
+    return start, datetime(y + m // 12, m % 12 + 1, 1, tzinfo=UTC)
+
+
+def _day_range(period: Any) -> tuple[datetime | None, datetime | None]:
+    from datetime import date, timedelta
+
+    if not isinstance(period, dict):
+        return None, None
+    try:
+        start = date.fromisoformat(str(period.get("start")))
+        end = date.fromisoformat(str(period.get("end")))
+    except ValueError:
+        return None, None
+    return (
+        datetime(start.year, start.month, start.day, tzinfo=UTC),
+        datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1),
+    )
+
+
+def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetime | None) -> list[ObjectRef]:
+    """The objects a (shape-checked) ledger entry records, when its period overlaps ``[start, end)``:
+
+    - ``evidence``: the item itself (``body``: key, version_id, sha256, retain_until; period_start/end);
+    - ``report``: every stored file (``body.objects[]``) and the packet (``body.packet``), locked until
+      ``body.retain_until``; period ``body.period`` (dates, inclusive);
+    - ``archive``: the encrypted archive object (``body.manifest.object``, locked until its
+      retain_until) and the manifest's evidence item (``body.evidence``); period ``manifest.batch.month``;
+    - ``disposal``: the certificate's evidence item (``body.evidence``), whatever the range.
+
+    Raises :class:`MalformedDigest` when a reference lacks a field or has the wrong type."""
+    kind, seq, body = entry["kind"], int(entry["seq"]), entry["body"]
+    refs: list[ObjectRef] = []
+    if kind == "evidence":
+        try:
+            in_range = _overlaps(body, start, end)
+        except (ValueError, TypeError, AttributeError):
+            raise MalformedDigest(
+                f"ledger entry {seq} (evidence): period_start/period_end are not times"
+            ) from None
+        if in_range:
+            refs.append(_ref(kind, seq, body))
+    elif kind == "report":
+        p_start, p_end = _day_range(body.get("period"))
+        if _overlaps_range(p_start, p_end, start, end):
+            objects = body.get("objects", [])
+            if not isinstance(objects, list):
+                raise MalformedDigest(f"ledger entry {seq} (report): objects is not a list")
+            lock = body.get("retain_until")
+            refs.extend(_ref(kind, seq, o, lock) for o in objects)
+            refs.append(_ref(kind, seq, body.get("packet"), lock))
+    elif kind == "archive":
+        manifest = body.get("manifest")
+        if not isinstance(manifest, dict):
+            raise MalformedDigest(f"ledger entry {seq} (archive): manifest is not an object")
+        raw_batch = manifest.get("batch")
+        batch: dict[str, Any] = raw_batch if isinstance(raw_batch, dict) else {}
+        p_start, p_end = _month_range(batch.get("month"))
+        if _overlaps_range(p_start, p_end, start, end):
+            refs.append(_ref(kind, seq, manifest.get("object"), batch.get("retain_until")))
+            refs.append(_ref("evidence", seq, body.get("evidence")))
+    elif kind == "disposal" and "evidence" in body:
+        refs.append(_ref("evidence", seq, body.get("evidence")))
+    return refs
+
+
+# ------------------------------------------------------------------------------------------- verify
 
 
 def verify_bucket(
@@ -180,7 +441,8 @@ def verify_bucket(
     ledger_entries: Iterator[dict[str, Any]] | None = None,
 ) -> Report:
     """Verify ``bucket``; ``ledger_entries`` (optional) are the database's rows, in seq order, as dicts
-    with seq, kind, recorded_at (ISO), body, prev_hash, entry_hash."""
+    with seq, kind, recorded_at (ISO), body, prev_hash, entry_hash. Never raises for bucket content:
+    everything wrong in it is a :class:`Problem` in the report."""
     report = Report(
         bucket=bucket,
         requested={"from": start.isoformat() if start else None, "to": end.isoformat() if end else None},
@@ -188,166 +450,219 @@ def verify_bucket(
     key_fp = fingerprint(public_key_pem)
     digest_versions = _versions(s3, bucket, DIGEST_PREFIX)
     report.digests_found = len(digest_versions)
+    ordered = sorted(digest_versions)
 
-    previous: dict[str, Any] | None = None  # key, sha256, signature, last_seq, last_entry_hash
+    state: dict[str, Any] = {"previous": None}  # key, sha256, signature, last_seq, last_entry_hash
     sealed: dict[int, str] = {}  # seq -> entry_hash, for the optional ledger check
-    to_check: list[dict[str, Any]] = []  # evidence bodies to fetch
-    for key in sorted(digest_versions):
-        versions = digest_versions[key]
-        real = [v for v in versions if not v.delete_marker]
-        if not real:
-            report.problems.append(
-                Problem("digest_missing", key, "only delete markers remain; the digest is gone")
-            )
-            previous = None
-            continue
-        if versions[-1].delete_marker:
-            report.problems.append(
-                Problem("digest_missing", key, f"deleted: a delete marker hides version {real[0].version_id}")
-            )
-        if len(real) > 1:
-            report.problems.append(
-                Problem(
-                    "digest_altered",
-                    key,
-                    f"rewritten: {len(real)} versions; the original is {real[0].version_id}, newest {real[-1].version_id}",
-                )
-            )
-        raw = s3.get_object(Bucket=bucket, Key=key, VersionId=real[0].version_id)["Body"].read()
-        digest_ok = True
+    refs: dict[tuple[str, str], ObjectRef] = {}  # (key, version) -> first reference
+    for key in ordered:
         try:
-            doc = json.loads(raw)
-            digest = doc["digest"]
-            signature = base64.b64decode(doc["signature"])
-            if digest.get("schema") != DIGEST_SCHEMA:
-                raise ValueError(f"schema is {digest.get('schema')!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            report.problems.append(Problem("digest_altered", key, f"not a readable digest ({exc})"))
-            previous = None
-            continue
-        if not verify_signature(
-            public_key_pem, str(digest.get("signature_algorithm")), canonical_json(digest), signature
-        ):
-            detail = "signature does not verify with the given public key"
-            if digest.get("public_key_fingerprint") != key_fp:
-                detail += f" (digest was signed by key {str(digest.get('public_key_fingerprint'))[:16]}…, given {key_fp[:16]}…)"
-            report.problems.append(Problem("bad_signature", key, detail))
-            digest_ok = False
+            _verify_digest(
+                s3,
+                bucket,
+                key,
+                digest_versions[key],
+                ordered,
+                key_fp,
+                public_key_pem,
+                start,
+                end,
+                report,
+                state,
+                sealed,
+                refs,
+            )
+        except MalformedDigest as exc:
+            report.problems.append(Problem("malformed", key, str(exc)))
+            state["previous"] = None
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            # Shape checks should catch everything; this keeps a report (and exit 1) if they do not.
+            report.problems.append(
+                Problem("malformed", key, f"unexpected content ({type(exc).__name__}: {str(exc)[:200]})")
+            )
+            state["previous"] = None
 
-        entries = digest.get("entries", [])
-        recomputed_ok = True
-        leaves = []
-        for e in entries:
-            content = {k: e[k] for k in ("seq", "kind", "recorded_at", "body", "prev_hash")}
-            if entry_hash(content) != e.get("entry_hash"):
-                report.problems.append(
-                    Problem(
-                        "digest_altered", key, f"ledger entry {e.get('seq')}: content does not match its hash"
-                    )
-                )
-                recomputed_ok = False
-            leaves.append(canonical_json(content))
-        if merkle_root(leaves).hex() != digest.get("merkle_root"):
-            report.problems.append(
-                Problem("digest_altered", key, "Merkle root does not match the digest's entries")
-            )
-            recomputed_ok = False
-        digest_ok = digest_ok and recomputed_ok
-
-        # The chain between digests and between entries.
-        expected_first = previous["last_seq"] + 1 if previous else 1
-        expected_prev_hash = previous["last_entry_hash"] if previous else GENESIS
-        prev_ref = digest.get("previous")
-        named = prev_ref.get("key") if isinstance(prev_ref, dict) else None
-        if named is not None and named not in digest_versions:
-            report.problems.append(
-                Problem("digest_missing", named, f"named as previous by {key} but not in the bucket")
-            )
-            digest_ok = False
-        elif previous is not None:
-            if named != previous["key"]:
-                report.problems.append(
-                    Problem("chain_broken", key, f"names previous digest {named}, expected {previous['key']}")
-                )
-                digest_ok = False
-            elif (
-                prev_ref.get("sha256") != previous["sha256"]
-                or prev_ref.get("signature") != previous["signature"]
-            ):
-                report.problems.append(
-                    Problem(
-                        "chain_broken", key, f"the hash or signature it records for {previous['key']} differs"
-                    )
-                )
-                digest_ok = False
-        elif named is None and report.digests_found and key != sorted(digest_versions)[0]:
-            report.problems.append(
-                Problem("chain_broken", key, "names no previous digest but is not the first")
-            )
-            digest_ok = False
-        if entries and int(entries[0]["seq"]) != expected_first:
-            report.problems.append(
-                Problem(
-                    "chain_broken",
-                    key,
-                    f"gap: starts at ledger entry {entries[0]['seq']}, expected {expected_first}"
-                    + (f" after {previous['key']}" if previous else ""),
-                )
-            )
-            digest_ok = False
-        elif entries and entries[0].get("prev_hash") != expected_prev_hash:
-            report.problems.append(
-                Problem(
-                    "chain_broken",
-                    key,
-                    f"ledger entry {entries[0]['seq']} does not link to the previous entry",
-                )
-            )
-            digest_ok = False
-        for a, b in itertools.pairwise(entries):
-            if int(b["seq"]) != int(a["seq"]) + 1 or b.get("prev_hash") != a.get("entry_hash"):
-                report.problems.append(
-                    Problem("chain_broken", key, f"ledger entry {b['seq']} does not follow entry {a['seq']}")
-                )
-                digest_ok = False
-
-        report.entries += len(entries)
-        if digest_ok:
-            report.digests_valid += 1
-        tr = digest.get("time_range", {})
-        if report.sealed_range["start"] is None:
-            report.sealed_range["start"] = tr.get("start")
-        report.sealed_range["end"] = tr.get("end")
-        for e in entries:
-            sealed[int(e["seq"])] = e["entry_hash"]
-            if e.get("kind") == "evidence" and _overlaps(e["body"], start, end):
-                to_check.append(e["body"])
-        previous = {
-            "key": key,
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "signature": doc["signature"],
-            "last_seq": int(entries[-1]["seq"]) if entries else expected_first - 1,
-            "last_entry_hash": entries[-1]["entry_hash"] if entries else expected_prev_hash,
-        }
-
-    _check_objects(s3, bucket, to_check, report, concurrency=concurrency)
+    _check_objects(s3, bucket, list(refs.values()), report, concurrency=concurrency)
     if ledger_entries is not None:
         _check_ledger(ledger_entries, sealed, report)
     return report
 
 
-def _check_objects(
-    s3: BaseClient, bucket: str, bodies: list[dict[str, Any]], report: Report, *, concurrency: int
+def _verify_digest(
+    s3: BaseClient,
+    bucket: str,
+    key: str,
+    versions: list[_Version],
+    ordered: list[str],
+    key_fp: str,
+    public_key_pem: bytes,
+    start: datetime | None,
+    end: datetime | None,
+    report: Report,
+    state: dict[str, Any],
+    sealed: dict[int, str],
+    refs: dict[tuple[str, str], ObjectRef],
 ) -> None:
-    report.objects_requested = len(bodies)
-    if not bodies:
+    previous: dict[str, Any] | None = state["previous"]
+    real = [v for v in versions if not v.delete_marker]
+    if not real:
+        report.problems.append(
+            Problem("digest_missing", key, "only delete markers remain; the digest is gone")
+        )
+        state["previous"] = None
         return
-    object_versions = _versions(s3, bucket, "objects/")
+    if versions[-1].delete_marker:
+        report.problems.append(
+            Problem("digest_missing", key, f"deleted: a delete marker hides version {real[0].version_id}")
+        )
+    if len(real) > 1:
+        report.problems.append(
+            Problem(
+                "digest_altered",
+                key,
+                f"rewritten: {len(real)} versions; the original is {real[0].version_id}, newest {real[-1].version_id}",
+            )
+        )
+    body = s3.get_object(Bucket=bucket, Key=key, VersionId=real[0].version_id)["Body"]
+    try:
+        raw = body.read(MAX_DIGEST_BYTES + 1)
+    finally:
+        body.close()
+    digest, signature, sig_text = parse_digest(raw)
+    digest_ok = True
+    authentic = verify_signature(
+        public_key_pem, str(digest["signature_algorithm"]), canonical_json(digest), signature
+    )
+    if not authentic:
+        detail = "signature does not verify with the given public key"
+        if digest.get("public_key_fingerprint") != key_fp:
+            detail += f" (digest was signed by key {str(digest.get('public_key_fingerprint'))[:16]}…, given {key_fp[:16]}…)"
+        report.problems.append(Problem("bad_signature", key, detail + "; its entries are not used"))
+        digest_ok = False
 
-    def check(body: dict[str, Any]) -> tuple[list[Problem], int]:
-        key, version_id = body["key"], body["version_id"]
+    entries = digest["entries"]
+    recomputed_ok = True
+    leaves = []
+    for e in entries:
+        content = {k: e[k] for k in ("seq", "kind", "recorded_at", "body", "prev_hash")}
+        if entry_hash(content) != e["entry_hash"]:
+            report.problems.append(
+                Problem("digest_altered", key, f"ledger entry {e['seq']}: content does not match its hash")
+            )
+            recomputed_ok = False
+        leaves.append(canonical_json(content))
+    if merkle_root(leaves).hex() != digest["merkle_root"]:
+        report.problems.append(
+            Problem("digest_altered", key, "Merkle root does not match the digest's entries")
+        )
+        recomputed_ok = False
+    digest_ok = digest_ok and recomputed_ok
+
+    # The chain between digests and between entries.
+    expected_first = previous["last_seq"] + 1 if previous else 1
+    expected_prev_hash = previous["last_entry_hash"] if previous else GENESIS
+    prev_ref = digest.get("previous")
+    named = prev_ref.get("key") if isinstance(prev_ref, dict) else None
+    if named is not None and named not in ordered:
+        report.problems.append(
+            Problem("digest_missing", named, f"named as previous by {key} but not in the bucket")
+        )
+        digest_ok = False
+    elif previous is not None:
+        if named != previous["key"]:
+            report.problems.append(
+                Problem("chain_broken", key, f"names previous digest {named}, expected {previous['key']}")
+            )
+            digest_ok = False
+        elif not isinstance(prev_ref, dict) or (
+            prev_ref.get("sha256") != previous["sha256"] or prev_ref.get("signature") != previous["signature"]
+        ):
+            report.problems.append(
+                Problem(
+                    "chain_broken", key, f"the hash or signature it records for {previous['key']} differs"
+                )
+            )
+            digest_ok = False
+    elif named is None and key != ordered[0]:
+        report.problems.append(Problem("chain_broken", key, "names no previous digest but is not the first"))
+        digest_ok = False
+    if entries and entries[0]["seq"] != expected_first:
+        report.problems.append(
+            Problem(
+                "chain_broken",
+                key,
+                f"gap: starts at ledger entry {entries[0]['seq']}, expected {expected_first}"
+                + (f" after {previous['key']}" if previous else ""),
+            )
+        )
+        digest_ok = False
+    elif entries and entries[0]["prev_hash"] != expected_prev_hash:
+        report.problems.append(
+            Problem(
+                "chain_broken", key, f"ledger entry {entries[0]['seq']} does not link to the previous entry"
+            )
+        )
+        digest_ok = False
+    for a, b in itertools.pairwise(entries):
+        if b["seq"] != a["seq"] + 1 or b["prev_hash"] != a["entry_hash"]:
+            report.problems.append(
+                Problem("chain_broken", key, f"ledger entry {b['seq']} does not follow entry {a['seq']}")
+            )
+            digest_ok = False
+
+    report.entries += len(entries)
+    if digest_ok:
+        report.digests_valid += 1
+    tr = digest.get("time_range", {})
+    if report.sealed_range["start"] is None:
+        report.sealed_range["start"] = tr.get("start")
+    report.sealed_range["end"] = tr.get("end")
+    if authentic and recomputed_ok:
+        found: list[ObjectRef] = []
+        for e in entries:
+            found.extend(ledgered_objects(e, start, end))
+        for e in entries:
+            sealed[e["seq"]] = e["entry_hash"]
+        for r in found:
+            refs.setdefault((r.key, r.version_id), r)
+    else:
+        report.entries_untrusted += len(entries)
+    state["previous"] = {
+        "key": key,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "signature": sig_text,
+        "last_seq": entries[-1]["seq"] if entries else expected_first - 1,
+        "last_entry_hash": entries[-1]["entry_hash"] if entries else expected_prev_hash,
+    }
+
+
+def _check_objects(
+    s3: BaseClient, bucket: str, refs: list[ObjectRef], report: Report, *, concurrency: int
+) -> None:
+    report.objects_requested = len(refs)
+    for r in refs:
+        report.by_kind.setdefault(r.kind, {"requested": 0, "verified": 0})["requested"] += 1
+    if not refs:
+        return
+    listings: dict[tuple[str, str], dict[str, list[_Version]]] = {}
+    for r in refs:
+        where = (r.bucket or bucket, r.key.split("/", 1)[0] + "/")
+        if where not in listings:
+            listings[where] = _versions(s3, where[0], where[1])
+
+    def check(ref: ObjectRef) -> tuple[list[Problem], int]:
+        b = ref.bucket or bucket
+        key, version_id = ref.key, ref.version_id
         problems: list[Problem] = []
-        versions = object_versions.get(key, [])
+        versions = listings[(b, key.split("/", 1)[0] + "/")].get(key, [])
         if versions and versions[-1].version_id != version_id:
             newest = versions[-1]
             if newest.delete_marker:
@@ -361,33 +676,50 @@ def _check_objects(
                     )
                 )
         try:
-            obj = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+            obj = s3.get_object(Bucket=b, Key=key, VersionId=version_id)
         except s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             problems.append(Problem("missing", key, f"recorded version {version_id} cannot be read ({code})"))
             return problems, 0
-        data = obj["Body"].read()
-        found = hashlib.sha256(data).hexdigest()
-        if found != body["sha256"]:
-            problems.append(
-                Problem("altered", key, f"sha256 is {found}, the ledger recorded {body['sha256']}")
-            )
+        h = hashlib.sha256()
+        size = 0
+        body = obj["Body"]
+        try:
+            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+                h.update(chunk)
+                size += len(chunk)
+        finally:
+            body.close()
+        found = h.hexdigest()
+        if found != ref.sha256:
+            problems.append(Problem("altered", key, f"sha256 is {found}, the ledger recorded {ref.sha256}"))
         mode = obj.get("ObjectLockMode")
         if mode != "COMPLIANCE":
             problems.append(Problem("lock", key, f"lock mode is {mode!r}, expected 'COMPLIANCE'"))
         retain = obj.get("ObjectLockRetainUntilDate")
-        recorded = _iso_to_dt(body["retain_until"]) if body.get("retain_until") else None
-        if recorded and (retain is None or retain.astimezone(UTC) < recorded):
+        try:
+            recorded = _iso_to_dt(ref.retain_until) if ref.retain_until else None
+        except ValueError:
+            problems.append(
+                Problem(
+                    "malformed",
+                    key,
+                    f"ledger entry {ref.seq} records retain-until {str(ref.retain_until)[:40]!r}",
+                )
+            )
+            recorded = None
+        if recorded and (retain is None or retain.astimezone(UTC) < recorded.astimezone(UTC)):
             problems.append(
                 Problem("lock", key, f"retain-until {retain} is earlier than recorded {recorded.isoformat()}")
             )
-        return problems, len(data)
+        return problems, size
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for problems, size in pool.map(check, bodies):
+        for ref, (problems, size) in zip(refs, pool.map(check, refs), strict=True):
             report.problems.extend(problems)
             if not problems:
                 report.objects_verified += 1
+                report.by_kind[ref.kind]["verified"] += 1
                 report.bytes_verified += size
 
 

@@ -319,6 +319,17 @@ def test_hold_commands_reject_bad_input_naming_the_value(
     assert cli("hold", "release", "hold-000000000000") == 2
     err = capsys.readouterr().err
     assert "'nope-service'" in err and "2026-05-02" in err and "hold-000000000000" in err
+    # Text that would become permanent (ledger, both databases) is checked first.
+    for argv, expected in (
+        (["--reason", "case\u202eL-7", "--source", "billing"], "U+202E"),
+        (["--reason", "a\nb", "--source", "billing"], "U+000A"),
+        (["--reason", "x" * 5000, "--source", "billing"], "at most 500"),
+        (["--reason", "x", "--subject", "p 1; DROP TABLE"], "is not a subject id"),
+    ):
+        assert cli("hold", "add", *argv) == 2
+        assert expected in capsys.readouterr().err, argv[:2]
+    assert cli("hold", "release", "hold-0000000000001") == 2
+    assert "is not a hold id" in capsys.readouterr().err
     assert cli("hold", "list", "--json") == 0
     assert json.loads(capsys.readouterr().out) == {"holds": []}
     assert cli("archive", "status", "--json") == 0

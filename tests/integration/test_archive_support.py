@@ -25,6 +25,10 @@ TODAY = datetime.now(UTC).date()
 M0 = date(TODAY.year, TODAY.month, 1)
 M_SEC = add_months(M0, -5)  # pci-audit and security-audit due; hipaa rows of that month stay online
 M_HIPAA = add_months(M0, -14)  # hipaa-audit due (only ehr-api is seeded there)
+#: A month whose pci-audit retention (12 months after its end) has really ended: M_DUE + 13 months = M0.
+#: Its rows were archived by a run back then (ARCHIVED_AT), when its online period (3 months) had ended.
+M_DUE = add_months(M0, -13)
+ARCHIVED_AT = add_months(M_DUE, 5)
 RECENT = TODAY - timedelta(days=3)  # nothing due
 
 
@@ -36,14 +40,19 @@ def admin(dbname: str) -> Any:
     return psycopg.connect(core.server().admin_conninfo(dbname), autocommit=True)
 
 
-def seed_backlog(*, per_day: int = 600, sec_days: int = 2, hipaa: bool = True, recent: bool = True) -> None:
-    """Seed (oldest first, seeding appends): ehr-api in M_HIPAA, every source in M_SEC and recently."""
+def seed_backlog(
+    *, per_day: int = 600, sec_days: int = 2, hipaa: bool = True, recent: bool = True, due: bool = False
+) -> None:
+    """Seed (oldest first, seeding appends): ehr-api in M_HIPAA, every source in M_DUE (``due``), in
+    M_SEC and recently."""
     from attestly.audit import seed
 
     if hipaa:
         seed.seed_audit(
             start=M_HIPAA + timedelta(days=2), days=1, events_per_day=per_day // 2, sources=["ehr-api"]
         )
+    if due:
+        seed.seed_audit(start=M_DUE + timedelta(days=3), days=sec_days, events_per_day=per_day)
     seed.seed_audit(start=M_SEC + timedelta(days=3), days=sec_days, events_per_day=per_day)
     if recent:
         seed.seed_audit(start=RECENT, days=1, events_per_day=200)

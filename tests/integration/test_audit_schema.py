@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -71,42 +71,239 @@ def test_reader_reads_but_writer_cannot(fresh_audit: dict[str, str]) -> None:
     with pg_connect("audit_writer") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM audit.events")
     with pg_connect("audit_db") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("SELECT audit.purge_events(ARRAY[]::uuid[], now(), now(), 0)")
+        conn.execute("SELECT audit.purge_batch('x', 'x#1', '{}')")
 
 
-def test_purge_path_deletes_exactly_the_verified_rows(fresh_audit: dict[str, str], admin_audit: Any) -> None:
-    _seed_one_day()
-    rows = admin_audit.execute("SELECT id FROM audit.events ORDER BY occurred_at LIMIT 5").fetchall()
-    ids = [r[0] for r in rows]
-    lo, hi = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
-    before = admin_audit.execute("SELECT count(*) FROM audit.events").fetchone()[0]
-    with pg_connect("audit_archiver") as conn:
-        # A count that does not match what was verified refuses the whole purge.
-        with pytest.raises(psycopg.errors.DataException, match="5 rows matched, 4 were verified"):
-            conn.execute("SELECT audit.purge_events(%s, %s, %s, %s)", (ids, lo, hi, 4))
-        conn.rollback()
-        assert conn.execute("SELECT audit.purge_events(%s, %s, %s, %s)", (ids, lo, hi, 5)).fetchone()[0] == 5
-        conn.commit()
-    after = admin_audit.execute("SELECT count(*) FROM audit.events").fetchone()[0]
-    assert before - after == 5
-    # The marker the purge sets is useless outside it: the archiver has no DELETE privilege.
+# ----------------------------------------------------------------------- the purge guard (0004)
+
+M0 = date(datetime.now(UTC).year, datetime.now(UTC).month, 1)
+
+
+def _month(offset: int) -> date:
+    from attestly.policy import add_months
+
+    return add_months(M0, offset)
+
+
+def _bounds(month: date) -> tuple[datetime, datetime]:
+    nxt = _month(0) if False else date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return datetime(month.year, month.month, 1, tzinfo=UTC), datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
+
+
+def _figures(admin: Any, month: date, values: list[str]) -> tuple[int, str]:
+    lo, hi = _bounds(month)
+    rows, digest = admin.execute("SELECT * FROM audit.scope_figures(%s, %s, %s)", (lo, hi, values)).fetchone()
+    return int(rows), str(digest)
+
+
+def _authorize(conn: Any, batch_id: str, month: date, values: list[str], rows: int, digest: str) -> None:
+    lo, hi = _bounds(month)
+    conn.execute(
+        "SELECT audit.authorize_purge(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (batch_id, lo, hi, values, rows, digest, "bucket-x", f"archive/{batch_id}", "v1", "ab" * 32),
+    )
+
+
+def _count(admin: Any, where: str = "true", params: tuple[Any, ...] = ()) -> int:
+    return int(admin.execute(f"SELECT count(*) FROM audit.events WHERE {where}", params).fetchone()[0])
+
+
+def test_the_archiver_cannot_purge_live_rows_or_drop_the_live_month(
+    fresh_audit: dict[str, str], admin_audit: Any
+) -> None:
+    """The two deletions found by the adversarial review, reproduced as the archiver and refused."""
+    from attestly.audit import seed
+
+    yesterday = datetime.now(UTC).date().replace(day=1)
+    seed.seed_audit(start=yesterday, days=1, events_per_day=200)
+    live = _count(admin_audit)
+    rows, digest = _figures(admin_audit, M0, ["pci", "soc2", "general", "hipaa"])
     with pg_connect("audit_archiver", autocommit=True) as conn:
-        conn.execute("SELECT set_config('audit.purge_in_progress', 'on', false)")
+        # The unchecked 0001 functions are gone or not the archiver's any more.
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute("SELECT audit.purge_events(ARRAY[]::uuid[], now(), now(), 0)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("DELETE FROM audit.events")
+            conn.execute("SELECT audit.drop_month_partition(%s, %s)", (M0, live))
+        # Authorising the live month, however correct its figures, is refused by the database's own clock.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="inside the online floor"):
+            _authorize(conn, "audit.events.all.live", M0, ["pci", "soc2", "general", "hipaa"], rows, digest)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no verified archive batch"):
+            conn.execute("SELECT audit.purge_batch('audit.events.all.live', 'audit.events.all.live#1', '{}')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="inside the online floor"):
+            conn.execute(
+                "SELECT audit.drop_partition_authorized(%s, %s, '{}')", (M0, ["audit.events.all.live"])
+            )
+        # Nor can it edit what the database knows.
+        for statement in (
+            "UPDATE audit.retention_floor SET online_months = 1",
+            "INSERT INTO audit.purge_authorizations (batch_id) VALUES ('x')",
+            "INSERT INTO audit.purge_log (purge_id, method, rows, period_from, period_to) VALUES ('x', 'rows', 0, now(), now())",
+            "DELETE FROM audit.legal_holds",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert _count(admin_audit) == live
 
 
-def test_whole_month_partition_drop_checks_the_count(fresh_audit: dict[str, str], admin_audit: Any) -> None:
-    report = _seed_one_day()
-    with pg_connect("audit_archiver") as conn:
-        with pytest.raises(psycopg.errors.DataException, match="drop refused"):
-            conn.execute("SELECT audit.drop_month_partition(%s, %s)", (date(2026, 3, 1), report["rows"] - 1))
-        conn.rollback()
+def test_a_batch_is_purged_only_with_its_verified_digest_and_exactly_its_rows(
+    fresh_audit: dict[str, str], admin_audit: Any
+) -> None:
+    from attestly.audit import seed
+
+    old = _month(-6)
+    seed.seed_audit(start=old + timedelta(days=2), days=1, events_per_day=300)
+    seed.seed_audit(start=datetime.now(UTC).date() - timedelta(days=1), days=1, events_per_day=50)
+    total = _count(admin_audit)
+    lo, hi = _bounds(old)
+    pci, pci_digest = _figures(admin_audit, old, ["pci"])
+    sec, sec_digest = _figures(admin_audit, old, ["soc2", "general"])
+    assert pci > 0 and sec > 0
+    with pg_connect("audit_archiver", autocommit=True) as conn:
+        # A digest that is not the rows' (an archive that does not match) refuses the purge, nothing goes.
+        _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci, "0" * 64)
+        with pytest.raises(psycopg.errors.DataException, match="archived and verified"):
+            conn.execute(
+                "SELECT audit.purge_batch('audit.events.pci-audit.x', 'audit.events.pci-audit.x#1', '{}')"
+            )
+        # Written once: the same batch cannot be re-authorised with other figures, nor an overlapping scope.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci, pci_digest)
+        with pytest.raises(psycopg.errors.ExclusionViolation, match="overlaps"):
+            _authorize(conn, "audit.events.pci-audit.y", old, ["pci"], pci, pci_digest)
+        assert _count(admin_audit) == total
+
+        _authorize(conn, "audit.events.security-audit.x", old, ["soc2", "general"], sec, sec_digest)
+        n = conn.execute(
+            "SELECT audit.purge_batch('audit.events.security-audit.x', 'audit.events.security-audit.x#1', %s)",
+            ('{"round": 1}',),
+        ).fetchone()[0]
+        assert n == sec
+        with pytest.raises(psycopg.errors.UniqueViolation, match="already done"):
+            conn.execute(
+                "SELECT audit.purge_batch('audit.events.security-audit.x', 'audit.events.security-audit.x#1', '{}')"
+            )
+    assert _count(admin_audit) == total - sec
+    assert _count(admin_audit, "occurred_at >= %s AND occurred_at < %s AND standard = 'pci'", (lo, hi)) == pci
+    log = admin_audit.execute(
+        "SELECT batch_id, method, rows, detail FROM audit.purge_log WHERE purge_id = 'audit.events.security-audit.x#1'"
+    ).fetchone()
+    assert log[:3] == ("audit.events.security-audit.x", "rows", sec)
+    assert log[3]["object"] == {
+        "bucket": "bucket-x",
+        "key": "archive/audit.events.security-audit.x",
+        "version_id": "v1",
+        "sha256": "ab" * 32,
+    }
+    assert log[3]["content_digest"] == sec_digest and log[3]["residual_rows"] == 0
+
+
+def test_held_rows_stay_until_the_custodian_releases_the_hold(
+    fresh_audit: dict[str, str], admin_audit: Any
+) -> None:
+    from attestly.audit import seed
+
+    old = _month(-6)
+    seed.seed_audit(start=old + timedelta(days=2), days=1, events_per_day=400)
+    subject = admin_audit.execute(
+        "SELECT subject_id FROM audit.events WHERE standard = 'hipaa' AND subject_id IS NOT NULL "
+        "GROUP BY subject_id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()[0]
+    held = _count(admin_audit, "standard = 'hipaa' AND subject_id = %s", (subject,))
+    rows, digest = _figures(admin_audit, old, ["hipaa"])
+    with pg_connect("audit_custodian", autocommit=True) as conn:
+        conn.execute("SELECT audit.place_hold('hold-00000000000a', NULL, %s, NULL, NULL)", (subject,))
+    with pg_connect("audit_archiver", autocommit=True) as conn:
+        _authorize(conn, "audit.events.hipaa-audit.x", old, ["hipaa"], rows, digest)
+        n = conn.execute(
+            "SELECT audit.purge_batch('audit.events.hipaa-audit.x', 'audit.events.hipaa-audit.x#1', '{}')"
+        ).fetchone()[0]
+        assert n == rows - held
+        # The archiver may place holds (the purge path mirrors them) but never release one.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT audit.release_hold('hold-00000000000a')")
         assert (
             conn.execute(
-                "SELECT audit.drop_month_partition(%s, %s)", (date(2026, 3, 1), report["rows"])
+                "SELECT audit.purge_batch('audit.events.hipaa-audit.x', 'audit.events.hipaa-audit.x#2', '{}')"
             ).fetchone()[0]
-            == report["rows"]
+            == 0
+        )  # still held: nothing purged, nothing logged
+    assert _count(admin_audit, "standard = 'hipaa'") == held
+    detail = admin_audit.execute(
+        "SELECT detail FROM audit.purge_log WHERE purge_id = 'audit.events.hipaa-audit.x#1'"
+    ).fetchone()[0]
+    assert detail["residual_rows"] == held and detail["held_by"] == ["hold-00000000000a"]
+    assert (
+        admin_audit.execute(
+            "SELECT count(*) FROM audit.purge_log WHERE purge_id = 'audit.events.hipaa-audit.x#2'"
+        ).fetchone()[0]
+        == 0
+    )
+    with pg_connect("audit_custodian", autocommit=True) as conn:
+        conn.execute("SELECT audit.release_hold('hold-00000000000a')")
+    with pg_connect("audit_archiver", autocommit=True) as conn:
+        assert (
+            conn.execute(
+                "SELECT audit.purge_batch('audit.events.hipaa-audit.x', 'audit.events.hipaa-audit.x#2', '{}')"
+            ).fetchone()[0]
+            == held
         )
-        conn.commit()
-    assert admin_audit.execute("SELECT to_regclass('audit.events_y2026m03')").fetchone()[0] is None
+    assert _count(admin_audit, "standard = 'hipaa'") == 0
+
+
+def test_a_partition_is_dropped_only_when_every_row_is_a_verified_batch_row(
+    fresh_audit: dict[str, str], admin_audit: Any
+) -> None:
+    from attestly.audit import seed
+
+    old = _month(-7)
+    partition = f"audit.events_y{old:%Y}m{old:%m}"
+    seed.seed_audit(start=old + timedelta(days=1), days=1, events_per_day=300)
+    scopes = {"pci": ["pci"], "sec": ["soc2", "general"], "hipaa": ["hipaa"]}
+    figures = {k: _figures(admin_audit, old, v) for k, v in scopes.items()}
+    with pg_connect("audit_archiver", autocommit=True) as conn:
+        for k in ("pci", "sec"):
+            _authorize(conn, f"b.{k}", old, scopes[k], *figures[k])
+        with pytest.raises(psycopg.errors.DataException, match="not covered by a verified batch"):
+            conn.execute("SELECT audit.drop_partition_authorized(%s, %s, '{}')", (old, ["b.pci", "b.sec"]))
+        _authorize(conn, "b.hipaa", old, scopes["hipaa"], *figures["hipaa"])
+        n = conn.execute(
+            "SELECT audit.drop_partition_authorized(%s, %s, '{}')", (old, ["b.pci", "b.sec", "b.hipaa"])
+        ).fetchone()[0]
+    assert n == sum(r for r, _ in figures.values())
+    assert admin_audit.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is None
+    logged = admin_audit.execute(
+        "SELECT purge_id, method, rows FROM audit.purge_log ORDER BY purge_id"
+    ).fetchall()
+    assert logged == [
+        ("b.hipaa#1", "partition", figures["hipaa"][0]),
+        ("b.pci#1", "partition", figures["pci"][0]),
+        ("b.sec#1", "partition", figures["sec"][0]),
+    ]
+
+
+def test_the_database_digest_is_the_archive_digest(fresh_audit: dict[str, str], admin_audit: Any) -> None:
+    """audit.scope_figures (what the purge recomputes), the streamed database figures (verification) and
+    the Arrow figures (the archive side) give the same block digest, across block boundaries."""
+    import pyarrow as pa
+
+    from attestly.archive.schema import HASH_BLOCK_ROWS, Figures
+    from attestly.audit import seed
+
+    old = _month(-6)
+    seed.seed_audit(start=old + timedelta(days=1), days=2, events_per_day=HASH_BLOCK_ROWS // 2 + 700)
+    lo, hi = _bounds(old)
+    values = ["pci", "soc2", "general", "hipaa"]
+    rows, digest = _figures(admin_audit, old, values)
+    assert rows > HASH_BLOCK_ROWS
+    data = admin_audit.execute(
+        "SELECT id::text, encode(row_hash, 'hex') FROM audit.events WHERE occurred_at >= %s AND occurred_at < %s "
+        "ORDER BY id",
+        (lo, hi),
+    ).fetchall()
+    figures = Figures(id_column="id", row_hash_column="row_hash")
+    for start in range(0, len(data), 5_000):  # record batches that straddle the block boundary
+        chunk = data[start : start + 5_000]
+        figures.update(
+            pa.table({"id": [r[0] for r in chunk], "row_hash": [r[1] for r in chunk]}).to_batches()[0]
+        )
+    assert (figures.rows, figures.block_digest) == (rows, digest)

@@ -4,7 +4,7 @@ that block (and are reported), four eyes on erasure requests, and the certificat
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +12,10 @@ import pytest
 from attestly.connections import aws_client
 from attestly.policy import add_months
 from tests.integration import test_archive_support as support
-from tests.integration.test_archive_support import M_SEC, TODAY, admin
+from tests.integration.test_archive_support import ARCHIVED_AT, M_DUE, TODAY, admin
 from tests.integration.test_disposal_support import (
     PCI_DUE,
+    PCI_KEY,
     archived_backlog,
     cli,
     disposal_rows,
@@ -43,8 +44,8 @@ def support_mail_dir() -> Path:
     return Path(core.paths().mail)
 
 
-PCI_KEY = f"archive/pci-audit/{M_SEC:%Y-%m}"
-SEC_KEY = f"archive/security-audit/{M_SEC:%Y-%m}"
+#: A past day on which no archive key is due yet (the erasure tests look at subject keys only).
+BEFORE_DUE = PCI_DUE - timedelta(days=1)
 
 
 def _evidence(cert: dict) -> dict:
@@ -74,12 +75,12 @@ def test_erased_subject_phi_fails_everywhere_and_other_subjects_still_decrypt(ar
     again = cli("erase", "request", "--subject", x, "--reason", "dup", "--requested-by", "carol")
     assert again.returncode == 2 and rid in again.stderr
     # Not approved yet: nothing happens.
-    idle = run_disposal(TODAY, run_id="run-0")
+    idle = run_disposal(BEFORE_DUE, run_id="run-0")
     assert idle.returncode == 0, idle.stderr[-3000:]
     assert disposal_rows()["destroyed"] == {}
     assert cli("erase", "approve", rid, "--approved-by", "bob").returncode == 0
 
-    done = run_disposal(TODAY, run_id="run-1")
+    done = run_disposal(BEFORE_DUE, run_id="run-1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
     after_x, after_y = phi_of(x), phi_of(y)
@@ -128,7 +129,7 @@ def test_erased_subject_phi_fails_everywhere_and_other_subjects_still_decrypt(ar
 
     # A second run changes nothing.
     head = len(ledger_bodies("disposal"))
-    assert run_disposal(TODAY, run_id="run-2").returncode == 0
+    assert run_disposal(BEFORE_DUE, run_id="run-2").returncode == 0
     assert disposal_rows() == state and len(ledger_bodies("disposal")) == head
 
 
@@ -148,20 +149,19 @@ def test_archive_month_past_retention_is_unreadable_and_stays_locked(archive_env
 
     s3 = aws_client("s3")
     with ArchiveContext.open(run_id="test") as ctx:
-        pci = ctx.journal.batch(f"audit.events.pci-audit.{M_SEC:%Y-%m}")
-        sec = ctx.journal.batch(f"audit.events.security-audit.{M_SEC:%Y-%m}")
+        pci = ctx.journal.batch(f"audit.events.pci-audit.{M_DUE:%Y-%m}")
+        sec = ctx.journal.batch(f"audit.events.security-audit.{M_DUE:%Y-%m}")
         with pytest.raises(KeyDestroyed):
             open_batch(ctx, pci)
         pf, _ = open_batch(ctx, sec)  # another key still decrypts
         assert pf.read().num_rows > 0
         version = ctx.journal.last_in_state(pci.batch_id, "uploaded").details["version_id"]  # type: ignore[union-attr]
         kms_arn = ctx.registry.record(PCI_KEY).kms_key_id
-    # The object itself stays in the bucket, locked, and cannot be deleted.
+    # The object itself is still in the bucket: it was locked (COMPLIANCE) for exactly its retention,
+    # which has now ended — the ciphertext remains, and no longer decrypts.
     head = s3.head_object(Bucket=pci.bucket, Key=pci.object_key, VersionId=version)
     assert head["ObjectLockMode"] == "COMPLIANCE"
-    with pytest.raises(s3.exceptions.ClientError) as refused:
-        s3.delete_object(Bucket=pci.bucket, Key=pci.object_key, VersionId=version)
-    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert head["ObjectLockRetainUntilDate"] == datetime.combine(PCI_DUE, datetime.min.time(), UTC)
     assert aws_client("kms").describe_key(KeyId=kms_arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     restore = cli("archive", "restore", pci.batch_id, "--into", "after_disposal")
     assert restore.returncode == 1 and "destroyed" in restore.stderr
@@ -169,7 +169,7 @@ def test_archive_month_past_retention_is_unreadable_and_stays_locked(archive_env
     (cert,) = [b for b in ledger_bodies("disposal") if b.get("event") == "certificate"]
     body = _evidence(cert)["data"]
     (entry,) = body["keys"]
-    assert entry["scope"] == {"class": "pci-audit", "month": f"{M_SEC:%Y-%m}"}
+    assert entry["scope"] == {"class": "pci-audit", "month": f"{M_DUE:%Y-%m}"}
     assert entry["kms"]["state"] == "PendingDeletion" and entry["kms"]["window_days"] == 7
     assert entry["legal_basis"]["citations"][0]["citation"] == "PCI DSS v4.0.1 10.5.1"
     (obj,) = entry["affected"]["objects"]
@@ -195,9 +195,9 @@ def test_legal_holds_block_disposal_and_the_block_is_reported(archive_env: str) 
             "--source",
             "billing",
             "--from",
-            M_SEC.isoformat(),
+            M_DUE.isoformat(),
             "--to",
-            add_days(M_SEC, 27).isoformat(),
+            add_days(M_DUE, 27).isoformat(),
             "--reason",
             "regulator inquiry R-2",
             "--json",
@@ -266,9 +266,9 @@ def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env
     the key waits (reported as not_purged) until retention_archive purges them after the hold ends."""
     from tests.integration.test_archive_support import run_archive, seed_backlog
 
-    seed_backlog(hipaa=False, per_day=200)
+    seed_backlog(hipaa=False, per_day=200, due=True)
     hold = json.loads(cli("hold", "add", "--source", "billing", "--reason", "audit A-1", "--json").stdout)
-    assert run_archive().returncode == 0
+    assert run_archive(ARCHIVED_AT).returncode == 0
     assert cli("hold", "release", hold["hold_id"], "--reason", "audit closed").returncode == 0
 
     waiting = run_disposal(PCI_DUE, run_id="waiting")
@@ -281,11 +281,39 @@ def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env
     with admin("audit") as conn:
         left = conn.execute(
             "SELECT count(*) FROM audit.events WHERE standard = 'pci' AND occurred_at < %s",
-            (add_months(M_SEC, 1),),
+            (add_months(M_DUE, 1),),
         ).fetchone()
     assert left is not None and left[0] == 0
     done = run_disposal(PCI_DUE, run_id="after-purge")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert PCI_KEY in disposal_rows()["destroyed"]
+
+
+def test_a_run_dated_in_the_future_destroys_nothing_and_the_refusal_is_recorded(archive_env: str) -> None:
+    """Anyone who may trigger a run can give it any date: a date after the trusted current time is refused
+    by every path (runner, CLI, archive) before anything is planned, and the refusal is ledgered."""
+    from tests.integration.test_archive_support import audit_rows, run_archive
+
+    archived_backlog(hipaa=False, per_day=100)
+    rows_before = audit_rows()
+    future = add_months(PCI_DUE, 8)  # the date the adversarial review used: months ahead of the clock
+    refused = run_disposal(future, run_id="future-run")
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "after the trusted current time" in refused.stderr and future.isoformat() in refused.stderr
+    by_cli = cli("disposal", "run", "--as-of", add_days(TODAY, 1).isoformat(), "--json")
+    assert by_cli.returncode == 2 and "after the trusted current time" in by_cli.stderr
+    archive = run_archive(future)
+    assert archive.returncode == 2 and "after the trusted current time" in archive.stderr
+    assert disposal_rows()["destroyed"] == {}
+    assert audit_rows() == rows_before
+    refusals = {(b["workflow"], b["as_of"], b["run_id"]) for b in ledger_bodies("refusal")}
+    assert ("key_disposal", future.isoformat(), "future-run") in refusals
+    assert ("retention_archive", future.isoformat(), "manual") in refusals
+    # A what-if for planning is still possible: status projects, it never acts.
+    projected = cli("disposal", "status", "--as-of", future.isoformat(), "--json")
+    assert projected.returncode == 0 and PCI_KEY in [d["key_id"] for d in json.loads(projected.stdout)["due"]]
+    # Today the month really is due, and goes.
+    assert run_disposal(TODAY, run_id="today").returncode == 0
     assert PCI_KEY in disposal_rows()["destroyed"]
 
 
@@ -296,6 +324,21 @@ def test_erase_cli_names_bad_input(archive_env: str) -> None:
     assert blank.returncode == 2 and "--reason" in blank.stderr
     nobody = cli("erase", "request", "--subject", " ", "--reason", "r", "--requested-by", "alice")
     assert nobody.returncode == 2 and "--subject" in nobody.stderr
+    # What would reach the permanent ledger is checked first: control and bidi characters, size, format.
+    for argv, expected in (
+        (["--subject", "p-000001", "--reason", "line one\nline two"], "U+000A"),
+        (["--subject", "p-000001", "--reason", "refund \u202eexe.txt"], "U+202E"),
+        (["--subject", "p-000001", "--reason", "x" * 120_000], "120,000 characters; at most 500"),
+        (["--subject", "p 000001; DROP", "--reason", "r"], "is not a subject id"),
+        (["--subject", "p-000001\u200b", "--reason", "r"], "U+200B"),
+        (["--subject", "p-000001", "--reason", "r", "--requested-by", "eve\x1b[2J"], "U+001B"),
+    ):
+        bad = cli(
+            "erase", "request", *argv, *([] if "--requested-by" in argv else ["--requested-by", "alice"])
+        )
+        assert bad.returncode == 2 and expected in bad.stderr, (argv[:4], bad.stderr[-500:])
+    assert cli("erase", "approve", "erase-000000000000\n", "--approved-by", "bob").returncode == 2
+    assert ledger_bodies("erasure") == []
     assert cli("erase", "status").stdout.strip() == "no erasure requests"
     status = cli("disposal", "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["due"] == []

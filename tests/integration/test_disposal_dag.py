@@ -10,11 +10,13 @@ import pytest
 
 from attestly.connections import aws_client, pg_connect
 from attestly.ledger import Ledger
+from attestly.policy import add_months
 from tests.integration import test_archive_support as support
 from tests.integration.test_archive_dag import _forms
-from tests.integration.test_archive_support import M_SEC, admin
+from tests.integration.test_archive_support import admin
 from tests.integration.test_disposal_support import (
     PCI_DUE,
+    PCI_KEY,
     archived_backlog,
     disposal_rows,
     live_subjects,
@@ -28,8 +30,6 @@ from tests.integration.test_evidence_dag import dags_test
 pytestmark = pytest.mark.integration
 
 archive_env = support.archive_env  # the fixture
-
-PCI_KEY = f"archive/pci-audit/{M_SEC:%Y-%m}"
 
 
 def _material(key_ids: set[str]) -> list[bytes]:
@@ -55,6 +55,19 @@ def test_dags_test_destroys_proves_and_certifies_and_a_second_run_changes_nothin
     rid = request_and_approve(x)
     secrets = _material({PCI_KEY, key_x})
 
+    # A run dated in the future (anyone who may trigger the DAG can create one) is refused: the run
+    # fails without retrying, nothing is destroyed, and the refusal is in the ledger with the run record.
+    future = add_months(PCI_DUE, 8)
+    early = dags_test("key_disposal", future)
+    assert early.returncode != 0
+    assert "after the trusted current time" in early.stdout + early.stderr
+    assert disposal_rows()["destroyed"] == {}
+    with Ledger.connect() as ledger:
+        (refusal,) = [e.body for e in ledger.entries(kind="refusal")]
+        (failed_run,) = [e.body for e in ledger.entries(kind="run")]
+    assert refusal["workflow"] == "key_disposal" and refusal["as_of"] == future.isoformat()
+    assert refusal["run_id"].startswith("manual__") and failed_run["outcome"] != "success"
+
     first = dags_test("key_disposal", PCI_DUE)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     state = disposal_rows()
@@ -63,7 +76,7 @@ def test_dags_test_destroys_proves_and_certifies_and_a_second_run_changes_nothin
     assert len(state["certificates"]) == 1 and state["completions"] == {rid: state["certificates"][0][0]}
     assert set(status_counts(phi_of(x))["live"]) == {"erased"}
     with Ledger.connect() as ledger:
-        runs = [e.body for e in ledger.entries(kind="run")]
+        runs = [e.body for e in ledger.entries(kind="run") if e.body["outcome"] == "success"]
         certs = [e.body for e in ledger.entries(kind="disposal") if e.body.get("event") == "certificate"]
         head = ledger.head()
     assert len(runs) == 1 and runs[0]["dag_id"] == "key_disposal" and runs[0]["outcome"] == "success"

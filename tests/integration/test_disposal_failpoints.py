@@ -7,9 +7,9 @@ import pytest
 
 from attestly.archive.failpoints import DISPOSAL_FAILPOINTS, EXIT_CODE
 from tests.integration import test_archive_support as support
-from tests.integration.test_archive_support import M_SEC
 from tests.integration.test_disposal_support import (
     PCI_DUE,
+    PCI_KEY,
     archived_backlog,
     disposal_rows,
     ledger_bodies,
@@ -24,8 +24,6 @@ from tests.integration.test_disposal_support import (
 pytestmark = pytest.mark.integration
 
 archive_env = support.archive_env  # the fixture
-
-PCI_KEY = f"archive/pci-audit/{M_SEC:%Y-%m}"
 
 
 @pytest.mark.parametrize("failpoint", DISPOSAL_FAILPOINTS)

@@ -11,17 +11,22 @@ from datetime import date
 from typing import Any
 
 from attestly.policy import add_months
-from tests.integration.test_archive_support import M_SEC, admin, run_archive, seed_backlog
+from tests.integration.test_archive_support import ARCHIVED_AT, M_DUE, admin, run_archive, seed_backlog
 
-#: The first day the pci-audit archive of M_SEC may be disposed of (12 months after the month's end);
-#: security-audit (13 months) and hipaa-audit (72 months) are not due then.
-PCI_DUE = add_months(M_SEC, 13)
+#: The first day the pci-audit archive of M_DUE may be disposed of (12 months after the month's end): the
+#: first of this month, so disposal runs dated today (never later) find it due. security-audit (13
+#: months) and hipaa-audit (72 months) are not due yet.
+PCI_DUE = add_months(M_DUE, 13)
+PCI_KEY = f"archive/pci-audit/{M_DUE:%Y-%m}"
+SEC_KEY = f"archive/security-audit/{M_DUE:%Y-%m}"
 
 
 def archived_backlog(*, hipaa: bool = True, per_day: int = 400) -> None:
-    seed_backlog(hipaa=hipaa, per_day=per_day)
-    done = run_archive()
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    """The backlog with M_DUE archived by a run dated back then, and the rest by a run dated today."""
+    seed_backlog(hipaa=hipaa, per_day=per_day, due=True)
+    for as_of in (ARCHIVED_AT, None):
+        done = run_archive() if as_of is None else run_archive(as_of)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 
 def run_disposal(

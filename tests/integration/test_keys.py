@@ -5,7 +5,8 @@ state checked by us (the emulator keeps decrypting with keys pending deletion), 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -36,6 +37,43 @@ def fresh_keys(stack: dict[str, str]) -> None:
 def _unique_class() -> str:
     # Aliases live in the session's KMS: a class name per test keeps scopes apart.
     return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def _archived_under(rec: Any, *, dispose_after: date) -> None:
+    """An archive batch encrypted under ``rec`` whose retention ends ``dispose_after`` (as the archive
+    records it when it plans the batch)."""
+    with pg_connect("attestly_db") as conn:
+        conn.execute(
+            "INSERT INTO attestly.archive_batches (batch_id, source_table, class_name, classes, selector_column, "
+            "selector_values, month, online_until, dispose_after, retain_until, key_id, bucket, object_key, "
+            "planned_by) VALUES (%s, 'audit.events', %s, %s, 'standard', '{pci}', %s, %s, %s, %s, %s, 'b', %s, 't')",
+            (
+                f"audit.events.{rec.class_name}.{rec.month:%Y-%m}",
+                rec.class_name,
+                [rec.class_name],
+                rec.month,
+                rec.month,
+                dispose_after,
+                datetime.combine(dispose_after, time(), tzinfo=UTC),
+                rec.key_id,
+                f"archive/{rec.key_id}",
+            ),
+        )
+        conn.commit()
+
+
+def _approved_erasure(subject: str) -> None:
+    with pg_connect("attestly_db") as conn:
+        rid = f"erase-{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            "INSERT INTO attestly.erasure_requests (request_id, subject_id, reason, requested_by) "
+            "VALUES (%s, %s, 'GDPR Art. 17', 'alice')",
+            (rid, subject),
+        )
+        conn.execute(
+            "INSERT INTO attestly.erasure_approvals (request_id, approved_by) VALUES (%s, 'bob')", (rid,)
+        )
+        conn.commit()
 
 
 def _plaintext_of(key_id: str) -> bytes:
@@ -101,9 +139,32 @@ def test_the_application_role_cannot_change_or_delete_registry_rows(fresh_keys: 
             conn.execute(statement, (rec.key_id,))
 
 
+def test_the_registry_refuses_early_destruction_on_its_own_clock(fresh_keys: None) -> None:
+    """Whatever the caller believes the date is, the database destroys an archive key only once every
+    batch under it is past its dispose-after date (by the server's clock), and a subject key only with an
+    approved erasure request."""
+    today = datetime.now(UTC).date()
+    with KeyRegistry.connect() as reg:
+        unused = reg.ensure_archive_key(class_name=_unique_class(), month=date(2025, 1, 1))
+        with pytest.raises(KeyRegistryError, match="no archive batch is encrypted under this key"):
+            reg.destroy(unused.key_id, run_id="run")
+        early = reg.ensure_archive_key(class_name=_unique_class(), month=date(2025, 2, 1))
+        _archived_under(early, dispose_after=today + timedelta(days=1))
+        with pytest.raises(KeyRegistryError, match=f"refused before {today + timedelta(days=1)}"):
+            reg.destroy(early.key_id, run_id="run")
+        assert reg.record(early.key_id).has_material
+    with PhiVault.connect() as vault:
+        _, subject_key = vault.encrypt(subject_id="p-no-request", plaintext=b"x")
+    with KeyRegistry.connect() as reg:
+        with pytest.raises(KeyRegistryError, match="no approved erasure request"):
+            reg.destroy(subject_key, run_id="run")
+        assert reg.record(subject_key).has_material
+
+
 def test_destroy_removes_the_material_keeps_the_record_and_is_idempotent(fresh_keys: None) -> None:
     with KeyRegistry.connect() as reg:
         rec = reg.ensure_archive_key(class_name=_unique_class(), month=date(2026, 3, 1))
+        _archived_under(rec, dispose_after=datetime.now(UTC).date())
         with reg.open(rec.key_id) as key:
             assert "hidden" in repr(key) and len(key.material()) == 32
         with pytest.raises(KeyRegistryError, match="destroy it in the registry"):
@@ -160,6 +221,7 @@ def test_phi_vault_binds_ciphertext_to_the_subject_and_shreds_with_the_key(fresh
         ct3, kid3 = sealed["p-test-3"]
         assert vault.decrypt(subject_id="p-test-3", key_id=kid3, ciphertext=ct3) == b"diagnosis of p-test-3"
         assert vault.registry.record(kid3).kms_key_id == vault.registry.phi_kms_key()
+    _approved_erasure("p-test-1")
     with KeyRegistry.connect() as reg:
         reg.destroy(key_id, run_id="erasure-run")
         with pytest.raises(KeyRegistryError, match="shared"):
@@ -174,6 +236,7 @@ def test_phi_vault_binds_ciphertext_to_the_subject_and_shreds_with_the_key(fresh
 def test_a_subject_hold_blocks_destroying_the_subject_key(fresh_keys: None) -> None:
     with PhiVault.connect() as vault:
         _, key_id = vault.encrypt(subject_id="p-held", plaintext=b"x")
+    _approved_erasure("p-held")
     with pg_connect("attestly_db") as conn:
         conn.execute(
             "INSERT INTO attestly.legal_holds (hold_id, reason, subject_id, created_by) VALUES ('hold-00000000abcd', 'case', 'p-held', 'test')"

@@ -107,7 +107,7 @@ def _plant(bucket: str) -> dict[str, Any]:
         stored = store.put_bytes(
             prefix + "index.html", html, retain_until=store.retain_until_for(end), content_type="text/html"
         )
-        store.put_bytes(
+        packet = store.put_bytes(
             prefix + "attestly-soc2-packet.zip",
             b"PK\x05\x06" + bytes(18),
             retain_until=store.retain_until_for(end),
@@ -118,6 +118,15 @@ def _plant(bucket: str) -> dict[str, Any]:
                 "framework": "soc2",
                 "period": period.to_dict(),
                 "prefix": prefix,
+                "objects": [
+                    {
+                        "path": "index.html",
+                        "key": stored.key,
+                        "version_id": stored.version_id,
+                        "sha256": stored.sha256,
+                    }
+                ],
+                "packet": {"key": packet.key, "version_id": packet.version_id, "sha256": packet.sha256},
                 "airflow": {"dag_id": "control_reports", "run_id": REPORT_RUN},
             },
             dedupe_key=f"report:test-plugin:{uuid.uuid4().hex}",
@@ -246,6 +255,14 @@ def test_page_verify_and_report_files(ui: dict[str, Any]) -> None:
     assert f'href="/attestly/reports/file?key={ui["report_key"]}"' in html
     for key in (f"objects/{ui['digest']}", "reports/../digests/x.json"):
         assert _get(ui, "/attestly/reports/file", token=ui["token"], params={"key": key}).status_code == 404
+    # A newer version written over the stored report (bucket write access is enough) is never served:
+    # the page serves the version the ledger recorded; a key the ledger never recorded is not served.
+    aws_client("s3").put_object(Bucket=ui["bucket"], Key=ui["report_key"], Body=b"<script>forged</script>")
+    again = _get(ui, "/attestly/reports/file", token=ui["token"], params={"key": ui["report_key"]})
+    assert again.status_code == 200 and again.content == ui["report_body"]
+    stray = ui["report_key"].rsplit("/", 1)[0] + "/stray.html"
+    aws_client("s3").put_object(Bucket=ui["bucket"], Key=stray, Body=b"<p>not ledgered</p>")
+    assert _get(ui, "/attestly/reports/file", token=ui["token"], params={"key": stray}).status_code == 404
 
 
 def test_the_view_in_the_airflow_ui(ui: dict[str, Any], tmp_path: Path) -> None:

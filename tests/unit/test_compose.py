@@ -287,6 +287,7 @@ def test_connections_match_the_local_stack(compose: dict[str, Any], local_env: d
     assert {
         "AIRFLOW_CONN_AUDIT_DB",
         "AIRFLOW_CONN_AUDIT_ARCHIVER",
+        "AIRFLOW_CONN_AUDIT_CUSTODIAN",
         "AIRFLOW_CONN_ATTESTLY_DB",
         "AIRFLOW_CONN_AWS_DEFAULT",
         "AIRFLOW_CONN_SMTP_DEFAULT",

@@ -580,6 +580,76 @@ def test_check_policy_cli_uses_env_dir(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 # --------------------------------------------------------------------------------------------------
+# bounded loading (the policy is read at DAG-parse time)
+
+BILLION_LAUGHS = """
+lol1: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+lol2: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+lol3: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+lol4: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+lol5: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+lol6: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+lol7: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+lol8: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+lol9: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_a_billion_laughs_is_refused_in_under_a_second(
+    pdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    with (pdir / "sources.yaml").open("a", encoding="utf-8") as f:
+        f.write(BILLION_LAUGHS)
+    started = time.perf_counter()
+    code = check_policy_cli(pdir, as_json=False)
+    elapsed = time.perf_counter() - started
+    assert code == 2 and elapsed < 1.0, elapsed
+    err = capsys.readouterr()
+    assert "aliases expand to more than 10,000 values" in err.out + err.err
+    assert "sources.yaml:" in err.out + err.err
+
+
+def test_a_few_aliases_are_still_fine(pdir: Path) -> None:
+    edit(pdir, "aws.yaml", "regions: [us-east-1, eu-west-1]", "regions: &r [us-east-1, eu-west-1]")
+    edit(pdir, "aws.yaml", "regions: [us-east-1]", "regions: *r")
+    policy = load_policy(pdir)
+    assert [list(a.regions) for a in policy.aws.accounts] == [["us-east-1", "eu-west-1"]] * 2
+
+
+def test_deep_nesting_and_oversized_files_are_refused(pdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attestly.policy import loader
+
+    with (pdir / "sources.yaml").open("a", encoding="utf-8") as f:
+        f.write("deep: " + "[" * 5_000 + "]" * 5_000 + "\n")
+    (err,) = errors_of(pdir)
+    assert "nested" in err.message and err.file == "sources.yaml"
+    shutil.copy(SHIPPED / "sources.yaml", pdir / "sources.yaml")
+    monkeypatch.setattr(loader, "MAX_POLICY_FILE_BYTES", 100)
+    errs = errors_of(pdir)
+    assert {e.file for e in errs} == {"controls.yaml", "retention.yaml", "sources.yaml", "aws.yaml"}
+    assert all("a policy file may hold at most 100" in e.message for e in errs)
+
+
+def test_bytes_that_are_not_utf8_are_reported_with_their_line(pdir: Path) -> None:
+    path = pdir / "retention.yaml"
+    lines = path.read_bytes().split(b"\n")
+    lines[4] = lines[4] + b" caf\xe9"
+    path.write_bytes(b"\n".join(lines))
+    err = only_error(pdir)
+    assert (err.file, err.line) == ("retention.yaml", 5)
+    assert "not UTF-8: byte 0xe9 at line 5" in err.message
+
+
+def test_a_bad_subject_id_pattern_is_named(pdir: Path) -> None:
+    edit(pdir, "sources.yaml", "  schema: audit\n", "  schema: audit\n  subject_id_pattern: '[unclosed'\n")
+    err = only_error(pdir)
+    assert err.file == "sources.yaml" and "subject_id_pattern" in err.key_path
+    assert "not a valid regular expression" in err.message
+
+
+# --------------------------------------------------------------------------------------------------
 # month arithmetic
 
 

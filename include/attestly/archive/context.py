@@ -41,6 +41,7 @@ class ArchiveContext:
     airflow: AirflowContext | None = None
     reader_conn_id: str = "audit_db"
     archiver_conn_id: str = "audit_archiver"
+    custodian_conn_id: str = "audit_custodian"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     part_size: int = DEFAULT_PART_SIZE
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
@@ -119,6 +120,11 @@ class ArchiveContext:
     def archiver(self) -> psycopg.Connection[Any]:
         """A new archiver connection (UTC session); the caller closes it."""
         return connect_audit(self.archiver_conn_id)
+
+    def custodian(self) -> psycopg.Connection[Any]:
+        """A new connection of the legal-hold custodian, the only role that releases holds in the audit
+        database (UTC session); the caller closes it."""
+        return connect_audit(self.custodian_conn_id)
 
     @property
     def layout(self) -> TableLayout:

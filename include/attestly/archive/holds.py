@@ -20,6 +20,7 @@ reading the holds until its transaction commits, so a hold can never miss a purg
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -182,6 +183,8 @@ def add_hold(
     Returns the hold and the batch ids it covers. Raises :class:`HoldError` for empty criteria, a blank
     reason, an unknown source or an inverted range.
     """
+    from attestly.textinput import TextInputError, clean_name, clean_subject_id, clean_text
+
     if not reason or not reason.strip():
         raise HoldError("--reason must say why the data is held")
     if source is None and subject_id is None and from_date is None and to_date is None:
@@ -189,8 +192,15 @@ def add_hold(
     known = ctx.policy.sources.source_names
     if source is not None and source not in known:
         raise HoldError(f"--source {source!r} is not a source of sources.yaml ({', '.join(known)})")
-    if subject_id is not None and not subject_id.strip():
-        raise HoldError("--subject is empty")
+    try:
+        reason = clean_text(reason, option="--reason")
+        created_by = clean_name(created_by, option="--by")
+        if subject_id is not None:
+            subject_id = clean_subject_id(
+                subject_id, option="--subject", pattern=ctx.policy.sources.audit_table.subject_id_pattern
+            )
+    except TextInputError as exc:
+        raise HoldError(str(exc)) from None
     start, end = hold_range(from_date, to_date)
     hold_id = f"hold-{secrets.token_hex(6)}"
     conn = ctx.journal.conn
@@ -199,9 +209,10 @@ def add_hold(
             conn.execute(
                 "INSERT INTO attestly.legal_holds (hold_id, reason, source, subject_id, from_ts, to_ts, created_by) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (hold_id, reason.strip(), source, subject_id, start, end, created_by),
+                (hold_id, reason, source, subject_id, start, end, created_by),
             )
         hold = get_hold(conn, hold_id)
+        mirror_holds(ctx, [hold], release=False)
         covered = reconcile_holds(ctx)
     return hold, sorted(covered.get(hold_id, []))
 
@@ -209,19 +220,80 @@ def add_hold(
 def release_hold(
     ctx: ArchiveContext, hold_id: str, *, reason: str, released_by: str = "attestly-cli"
 ) -> Hold:
-    """Release a hold, lift S3 legal holds no other active hold needs, ledger the release."""
+    """Release a hold — in ``attestly_db`` and, as the custodian, in the audit database — lift S3 legal
+    holds no other active hold needs, ledger the release. Releasing again finishes a release that was
+    interrupted between the two databases."""
+    from attestly.textinput import TextInputError, clean_name, clean_text
+
+    try:
+        reason = clean_text(reason or "released", option="--reason")
+        released_by = clean_name(released_by, option="--by")
+    except TextInputError as exc:
+        raise HoldError(str(exc)) from None
+    if not re.fullmatch(r"hold-[0-9a-f]{12}", hold_id or ""):
+        raise HoldError(f"{hold_id[:40]!r} is not a hold id (hold-<12 hex digits>; see `attestly hold list`)")
     conn = ctx.journal.conn
     with ctx.journal.hold_lock():
         hold = get_hold(conn, hold_id)
         if not hold.active:
+            if mirror_holds(ctx, [hold], release=True):
+                reconcile_holds(ctx)
+                return get_hold(conn, hold_id)
             raise HoldError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")  # type: ignore[arg-type]
         with conn.transaction():
             conn.execute(
                 "INSERT INTO attestly.legal_hold_releases (hold_id, reason, released_by) VALUES (%s, %s, %s)",
-                (hold_id, reason.strip() or "released", released_by),
+                (hold_id, reason, released_by),
             )
+        hold = get_hold(conn, hold_id)
+        mirror_holds(ctx, [hold], release=True)
         reconcile_holds(ctx)
-        return get_hold(conn, hold_id)
+        return hold
+
+
+def mirror_holds(
+    ctx: ArchiveContext, holds: list[Hold], *, release: bool, conn: psycopg.Connection[Any] | None = None
+) -> list[str]:
+    """Make the audit database know ``holds`` (``audit.legal_holds``), which it enforces on its own in
+    every purge. Placing is allowed to the archiver (``conn``, the purge path) and the custodian (the hold
+    commands, by default); releasing only to the custodian (``release=True`` releases there the holds that
+    are released here). Returns the hold ids changed."""
+    changed: list[str] = []
+    own = conn is None
+    if conn is None:
+        conn = ctx.custodian()
+    try:
+        known = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT h.hold_id, r.hold_id IS NOT NULL FROM audit.legal_holds h "
+                "LEFT JOIN audit.legal_hold_releases r ON r.hold_id = h.hold_id WHERE h.hold_id = ANY(%s)",
+                ([h.hold_id for h in holds],),
+            ).fetchall()
+        }
+        conn.commit()  # so that the block below is a transaction of its own, committed at its end
+        with conn.transaction():
+            for h in holds:
+                if h.hold_id not in known:
+                    conn.execute(
+                        "SELECT audit.place_hold(%s, %s, %s, %s, %s)",
+                        (h.hold_id, h.source, h.subject_id, h.from_ts, h.to_ts),
+                    )
+                    changed.append(h.hold_id)
+                if release and not h.active and not known.get(h.hold_id, False):
+                    conn.execute("SELECT audit.release_hold(%s)", (h.hold_id,))
+                    changed.append(h.hold_id)
+    finally:
+        if own:
+            conn.close()
+    return changed
+
+
+def audit_active_holds(conn: psycopg.Connection[Any]) -> set[str]:
+    """Hold ids active in the audit database (what its purge functions enforce)."""
+    rows = conn.execute("SELECT hold_id FROM audit.active_legal_holds").fetchall()
+    conn.commit()
+    return {r[0] for r in rows}
 
 
 # ------------------------------------------------------------------------------------------ coverage

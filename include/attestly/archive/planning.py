@@ -4,7 +4,8 @@ Retention scopes: every selector value (e.g. ``standard = 'hipaa'``) belongs to 
 ``retention.yaml``; values with the same set of classes form one scope, named after its class (or
 ``a+b`` for rows in several classes) and governed by the combined retention (longest online period,
 longest retention). A month ``M`` of a scope is due once ``online_until(M) <= as_of`` (``as_of`` is the
-end of the run's data interval, in UTC — never the wall clock). Its batch, per source table, is
+end of the run's data interval, in UTC), and ``as_of`` itself may never be after the trusted current
+time (:mod:`attestly.clock`): a run dated in the future is refused, whatever date it carries. Its batch, per source table, is
 ``<schema>.<table>.<class>.<YYYY-MM>``; its object ``archive/<schema>.<table>/<class>/<YYYY-MM>/<batch
 id>.parquet.aesgcm``; its Object Lock retain-until the end of the month plus the retention
 (``dispose_after``), in UTC.
@@ -105,6 +106,11 @@ def plan(ctx: ArchiveContext, *, as_of: date) -> PlanResult:
     """
     from psycopg import sql
 
+    from attestly.clock import require_due_date
+
+    require_due_date(
+        ctx.journal.conn, as_of=as_of, workflow="retention_archive", run_id=ctx.run_id, ledger=ctx.ledger
+    )
     layout = ctx.layout
     conn = ctx.reader()
     ts = sql.Identifier(layout.timestamp_column)

@@ -176,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
+    from attestly.clock import ClockUntrusted, FutureDatedRun
+
     with ArchiveContext.open(run_id=args.run_id) as ctx:
         try:
             summary = run_all(ctx, as_of=args.as_of)
+        except (FutureDatedRun, ClockUntrusted) as exc:
+            print(f"archive refused: {exc}", file=sys.stderr)
+            return 2
         except ArchiveRunFailed as exc:
             print(json.dumps({"failures": exc.failures}, indent=2, sort_keys=True))
             print(f"archive run failed: {exc}", file=sys.stderr)

@@ -40,6 +40,12 @@ HASH_BLOCK_ROWS = 16_384
 CONTENT_HASH_DEFINITION = (
     "sha256 over '<id>:<row_hash hex>\\n' for every row in ORDER BY id (empty hash text for NULL row_hash)"
 )
+#: The digest the audit database recomputes when it purges (audit.scope_figures): the same lines in blocks
+#: of HASH_BLOCK_ROWS, hashed per block, then hashed together — computable block by block in SQL.
+BLOCK_DIGEST_DEFINITION = (
+    "sha256 over the concatenated sha256 of each block of 16384 consecutive content-hash lines "
+    "('<id>:<row_hash hex>\\n', ORDER BY id); sha256 of nothing for no rows"
+)
 
 _TYPED_KINDS = {
     "int8": "int64",
@@ -237,6 +243,9 @@ class Figures:
     sources: Counter[str] = field(default_factory=Counter)
     subjects: set[str] = field(default_factory=set)
     _hash: Any = field(default_factory=hashlib.sha256)
+    _blocks: Any = field(default_factory=hashlib.sha256)
+    _block: Any = field(default_factory=hashlib.sha256)
+    _block_rows: int = 0
 
     def columns(self) -> list[str]:
         cols = [self.id_column, self.row_hash_column]
@@ -270,7 +279,17 @@ class Figures:
             import numpy as np
 
             off = np.frombuffer(offsets, dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-            self._hash.update(memoryview(data)[int(off[0]) : int(off[-1])])
+            view = memoryview(data)
+            self._hash.update(view[int(off[0]) : int(off[-1])])
+            i, n_lines = 0, len(arr)
+            while i < n_lines:
+                take = min(n_lines - i, HASH_BLOCK_ROWS - self._block_rows)
+                self._block.update(view[int(off[i]) : int(off[i + take])])
+                self._block_rows += take
+                i += take
+                if self._block_rows == HASH_BLOCK_ROWS:
+                    self._blocks.update(self._block.digest())
+                    self._block, self._block_rows = hashlib.sha256(), 0
         first, last = ids[0].as_py(), ids[n - 1].as_py()
         if self.min_id is None:
             self.min_id = first
@@ -295,11 +314,20 @@ class Figures:
     def content_hash(self) -> str:
         return str(self._hash.hexdigest())
 
+    @property
+    def block_digest(self) -> str:
+        """:data:`BLOCK_DIGEST_DEFINITION` of the rows so far."""
+        outer = self._blocks.copy()
+        if self._block_rows:
+            outer.update(self._block.digest())
+        return str(outer.hexdigest())
+
     def summary(self) -> dict[str, Any]:
         """JSON-able figures (no subject ids: only how many)."""
         return {
             "rows": self.rows,
             "content_hash": self.content_hash,
+            "block_digest": self.block_digest,
             "min_id": self.min_id,
             "max_id": self.max_id,
             "min_timestamp": self.min_ts,
@@ -312,7 +340,8 @@ class Figures:
 def database_figures(
     conn: psycopg.Connection[Any], layout: TableLayout, where: sql.Composable, params: list[Any]
 ) -> dict[str, Any]:
-    """Rows, content hash and min/max id of the rows matching ``where``, computed by the database.
+    """Rows, content hash, block digest and min/max id of the rows matching ``where``, computed by the
+    database.
 
     The hash lines are produced in SQL, in ``ORDER BY id``, and concatenated server-side into blocks of
     :data:`HASH_BLOCK_ROWS` lines streamed through a server-side cursor; this side only feeds the bytes
@@ -333,6 +362,7 @@ def database_figures(
         block=sql.Literal(HASH_BLOCK_ROWS),
     )
     h = hashlib.sha256()
+    blocks = hashlib.sha256()  # each streamed text is one block of HASH_BLOCK_ROWS lines (the last: fewer)
     rows = 0
     first: str | None = None
     last: str | None = None
@@ -342,10 +372,17 @@ def database_figures(
         for text, n in cur:
             data = text.encode("utf-8")
             h.update(data)
+            blocks.update(hashlib.sha256(data).digest())
             rows += int(n)
             if first is None:
                 first = text[: text.index("\n")]
             last = text[text.rstrip("\n").rfind("\n") + 1 :].rstrip("\n")
     min_id = first.rsplit(":", 1)[0] if first is not None else None
     max_id = last.rsplit(":", 1)[0] if last is not None else None
-    return {"rows": rows, "content_hash": h.hexdigest(), "min_id": min_id, "max_id": max_id}
+    return {
+        "rows": rows,
+        "content_hash": h.hexdigest(),
+        "block_digest": blocks.hexdigest(),
+        "min_id": min_id,
+        "max_id": max_id,
+    }

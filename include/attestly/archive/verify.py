@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from attestly.archive.schema import TableLayout
     from attestly.keys import DataKey
 
-_COMPARED = ("rows", "content_hash", "min_id", "max_id")
+_COMPARED = ("rows", "content_hash", "block_digest", "min_id", "max_id")
 #: Decrypted chunks (``chunk_size`` each) read ahead of the Parquet decoding during verification.
 READ_AHEAD_CHUNKS = 1
 
@@ -110,7 +110,7 @@ def verify_batch(
     exported = uploaded.get("exported")
     if exported:
         for field in _COMPARED:
-            if exported[field] != archive[field]:
+            if field in exported and exported[field] != archive[field]:
                 problems.append(f"{field}: archive {archive[field]!r} != exported {exported[field]!r}")
     if problems:
         raise VerificationMismatch(batch.batch_id, problems)

@@ -38,6 +38,7 @@ def cmd_erase_request(args: argparse.Namespace) -> int:
                 subject_id=args.subject,
                 reason=args.reason,
                 requested_by=args.requested_by or _user(),
+                subject_id_pattern=ctx.policy.sources.audit_table.subject_id_pattern,
             )
         except ErasureError as exc:
             return _error(str(exc))
@@ -110,12 +111,15 @@ def cmd_erase_status(args: argparse.Namespace) -> int:
 
 
 def cmd_disposal_run(args: argparse.Namespace) -> int:
+    from attestly.clock import ClockUntrusted, FutureDatedRun
     from attestly.disposal.runner import DisposalFailed, run_all
 
     as_of = args.as_of or datetime.now(UTC).date()
     with _context(args.run_id or f"cli:disposal:{datetime.now(UTC):%Y%m%dT%H%M%SZ}") as ctx:
         try:
             summary = run_all(ctx, as_of=as_of)
+        except (FutureDatedRun, ClockUntrusted) as exc:
+            return _error(str(exc))
         except DisposalFailed as exc:
             if args.json:
                 _print_json({"problems": exc.problems})
@@ -140,7 +144,7 @@ def cmd_disposal_run(args: argparse.Namespace) -> int:
 def disposal_status(ctx: Any, as_of: date) -> dict[str, Any]:
     from attestly.disposal.planning import plan
 
-    p = plan(ctx, as_of=as_of)
+    p = plan(ctx, as_of=as_of, projection=True)
     conn = ctx.journal.conn
     certs = conn.execute(
         "SELECT c.certificate_id, c.issued_at, c.run_id, c.body->'totals', "

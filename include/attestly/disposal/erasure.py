@@ -13,12 +13,15 @@ completing is reported as ``blocked`` (computed from the holds in force, see
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from attestly.evidence import iso
+from attestly.policy.models import DEFAULT_SUBJECT_ID_PATTERN
+from attestly.textinput import TextInputError, clean_name, clean_subject_id, clean_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -114,16 +117,26 @@ def _ledger_request(ledger: Ledger, req: ErasureRequest) -> None:
 
 
 def request_erasure(
-    conn: psycopg.Connection[Any], ledger: Ledger, *, subject_id: str, reason: str, requested_by: str
+    conn: psycopg.Connection[Any],
+    ledger: Ledger,
+    *,
+    subject_id: str,
+    reason: str,
+    requested_by: str,
+    subject_id_pattern: str = DEFAULT_SUBJECT_ID_PATTERN,
 ) -> ErasureRequest:
-    """Record a request (refused while another request for the subject is still open)."""
-    subject_id, reason, requested_by = subject_id.strip(), reason.strip(), requested_by.strip()
-    if not subject_id:
-        raise ErasureError("--subject: empty subject id")
-    if not reason:
-        raise ErasureError("--reason: an erasure request needs a reason (the legal basis or the ticket)")
-    if not requested_by:
-        raise ErasureError("--requested-by: say who requests the erasure")
+    """Record a request (refused while another request for the subject is still open). Every field is
+    checked (:mod:`attestly.textinput`) before anything is written."""
+    try:
+        subject_id = clean_subject_id(subject_id, option="--subject", pattern=subject_id_pattern)
+        if not (reason or "").strip():
+            raise TextInputError(
+                "--reason: an erasure request needs a reason (the legal basis or the ticket)"
+            )
+        reason = clean_text(reason, option="--reason")
+        requested_by = clean_name(requested_by, option="--requested-by")
+    except TextInputError as exc:
+        raise ErasureError(str(exc)) from None
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('attestly.erasure:' || %s))", (subject_id,))
         open_ = conn.execute(
@@ -152,9 +165,12 @@ def approve_erasure(
     """Approve a request (by someone other than its requester). Approving twice is refused."""
     import psycopg
 
-    approved_by = approved_by.strip()
-    if not approved_by:
-        raise ErasureError("--approved-by: say who approves the erasure")
+    try:
+        approved_by = clean_name(approved_by, option="--approved-by")
+    except TextInputError as exc:
+        raise ErasureError(str(exc)) from None
+    if not re.fullmatch(r"erase-[0-9a-f]{12}", request_id or ""):
+        raise ErasureError(f"{request_id[:40]!r} is not an erasure request id (erase-<12 hex digits>)")
     req = get_request(conn, request_id)
     if req.approved_at is not None:
         raise ErasureError(f"erasure request {request_id} was already approved by {req.approved_by}")

@@ -363,8 +363,18 @@ def pending_keys(ctx: ArchiveContext) -> list[str]:
     return [r[0] for r in rows]
 
 
-def plan(ctx: ArchiveContext, *, as_of: date) -> DisposalPlan:
-    """Everything due, blocked and pending at ``as_of`` (reads only; S3 legal holds are reconciled)."""
+def plan(ctx: ArchiveContext, *, as_of: date, projection: bool = False) -> DisposalPlan:
+    """Everything due, blocked and pending at ``as_of`` (reads only; S3 legal holds are reconciled).
+
+    Unless ``projection`` (a what-if for ``disposal status``, never acted on), ``as_of`` must not be after
+    the trusted current time: a future-dated run is refused and the refusal ledgered
+    (:func:`attestly.clock.require_due_date`)."""
+    if not projection:
+        from attestly.clock import require_due_date
+
+        require_due_date(
+            ctx.journal.conn, as_of=as_of, workflow="key_disposal", run_id=ctx.run_id, ledger=ctx.ledger
+        )
     held = active_hold_batches(ctx)
     archive_due, archive_blocked = plan_archive_keys(ctx, as_of, held)
     subject_due, subject_blocked, ready = plan_subject_keys(ctx, held)

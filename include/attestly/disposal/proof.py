@@ -22,6 +22,7 @@ naming it. Nothing here returns PHI or key material.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from attestly.disposal.readpath import REFUSALS, archived_rows, batch_version, live_rows, open_batch, refusal
@@ -65,6 +66,33 @@ def kms_state(ctx: ArchiveContext, kms_key_id: str) -> dict[str, Any]:
         "state": str(meta["KeyState"]),
         "deletion_date": iso(deletion) if deletion is not None else None,
     }
+
+
+def kms_destruction(kms: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """Whether a key's KMS side is destroyed for good, from its recorded state (``kms_state`` plus
+    ``dedicated``) and the trusted current time.
+
+    KMS deletes a key only when its waiting period ends; until then ``CancelKeyDeletion`` brings it back,
+    and with it anything a backup of its wrapped data keys could open. So a dedicated key counts as
+    ``deleted`` only once it is gone or its deletion date has passed; before that it is ``scheduled``
+    (with the date, which is also the last moment it can be cancelled). A shared key is never deleted
+    (``not_applicable``: the data key's wrapped copy is what was destroyed)."""
+    if not kms.get("dedicated"):
+        return {"status": "not_applicable", "detail": "shared KMS key: it stays enabled for other keys"}
+    state, when = kms.get("state"), kms.get("deletion_date")
+    if state == "Missing":
+        return {"status": "deleted", "detail": "the KMS key no longer exists"}
+    if state == "PendingDeletion" and when:
+        deadline = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+        if deadline <= now:
+            return {"status": "deleted", "deletion_date": when, "detail": "its deletion date has passed"}
+        return {
+            "status": "scheduled",
+            "deletion_date": when,
+            "cancellable_until": when,
+            "detail": f"scheduled for deletion on {when}; until then the deletion can still be cancelled",
+        }
+    return {"status": "not_scheduled", "detail": f"the KMS key is {state}"}
 
 
 def _kms_check(ctx: ArchiveContext, rec: KeyRecord, problems: list[str]) -> dict[str, Any]:

@@ -346,9 +346,21 @@ def _issue(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetim
         requests = [r[0] for r in ready if r[0] not in blocked_requests]
         if not keys and not requests:
             return None
+        from attestly.clock import trusted_now
+        from attestly.disposal.proof import kms_destruction, kms_state
+
         destroyed = _steps(ctx, "destroyed")
         verified = _steps(ctx, "verified")
+        now = trusted_now(conn)
         entries = [_key_entry(ctx, k, destroyed[k], verified[k]) for k in keys]
+        for e in entries:
+            current = {**e["kms"], **kms_state(ctx, e["kms_key_id"])}
+            e["kms_destruction"] = kms_destruction(current, now=now)
+        pending_kms = sorted(
+            str(e["kms_destruction"]["deletion_date"])
+            for e in entries
+            if e["kms_destruction"]["status"] == "scheduled"
+        )
         cert_id = (
             "cod-" + hashlib.sha256(canonical_json({"keys": keys, "requests": requests})).hexdigest()[:16]
         )
@@ -364,6 +376,14 @@ def _issue(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetim
             "as_of": p.as_of.isoformat(),
             "period": {"start": iso(period[0]), "end": iso(period[1])},
             "keys": entries,
+            # The data keys are destroyed now; a dedicated KMS key is gone for good only on its deletion
+            # date (until then the deletion can be cancelled): the destruction is "scheduled" until then.
+            "destruction": {
+                "status": "scheduled" if pending_kms else "complete",
+                "data_keys": "destroyed",
+                "kms_deletions_pending": len(pending_kms),
+                "final_on": pending_kms[-1] if pending_kms else None,
+            },
             "erasure_requests": requests,
             "blocked": [b.to_dict() for b in p.blocked],
             "totals": {
@@ -408,6 +428,17 @@ def _issue(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetim
     return cert_id
 
 
+def _kms_words(entry: dict[str, Any]) -> str:
+    d = entry.get("kms_destruction")
+    if not d:
+        return str(entry["kms"]["state"])
+    if d["status"] == "scheduled":
+        return f"scheduled for deletion on {d['deletion_date']} (cancellable until then)"
+    if d["status"] == "deleted":
+        return "deleted"
+    return str(entry["kms"]["state"])
+
+
 def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
     findings = []
     for e in body["keys"]:
@@ -417,7 +448,7 @@ def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
             detail = (
                 f"crypto-erased archive key of {e['scope']['class']} {e['scope']['month']} (retention ended "
                 f"{e['legal_basis'].get('dispose_after')}; {basis}): {len(a['objects'])} object(s) still locked, "
-                f"{a['archived_rows']} rows; KMS key {e['kms']['state']}"
+                f"{a['archived_rows']} rows; KMS key {_kms_words(e)}"
             )
         else:
             reqs = e["legal_basis"]["requests"]
@@ -503,7 +534,51 @@ def record_certificates(ctx: ArchiveContext) -> list[dict[str, Any]]:
 
 def certify(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetime]) -> list[dict[str, Any]]:
     _issue(ctx, p, period)
-    return record_certificates(ctx)
+    recorded = record_certificates(ctx)
+    confirm_kms_deletions(ctx)
+    return recorded
+
+
+def confirm_kms_deletions(ctx: ArchiveContext) -> list[dict[str, Any]]:
+    """Ledger (once per key) that a KMS deletion a certificate called *scheduled* can no longer be
+    cancelled: the key is gone, or its deletion date has passed by the trusted clock. Until then the
+    certificate's destruction stays *scheduled*."""
+    from attestly.clock import trusted_now
+    from attestly.disposal.proof import kms_destruction, kms_state
+
+    conn = ctx.journal.conn
+    rows = conn.execute(
+        "SELECT certificate_id, body->'keys' FROM attestly.disposal_certificates "
+        "WHERE body->'destruction'->>'status' = 'scheduled' ORDER BY issued_at"
+    ).fetchall()
+    conn.commit()
+    if not rows:
+        return []
+    now = trusted_now(conn)
+    out = []
+    for cert_id, keys in rows:
+        for e in keys:
+            if e.get("kms_destruction", {}).get("status") != "scheduled":
+                continue
+            dedupe = f"disposal:kms-final:{e['key_id']}"
+            if ctx.ledger.find(dedupe) is not None:
+                continue
+            state = {**e["kms"], **kms_state(ctx, e["kms_key_id"])}
+            final = kms_destruction(state, now=now)
+            if final["status"] != "deleted":
+                continue
+            body = {
+                "event": "kms_deletion_final",
+                "certificate_id": cert_id,
+                "key_id": e["key_id"],
+                "kms_key_id": e["kms_key_id"],
+                "kms_state": state["state"],
+                "deletion_date": state.get("deletion_date"),
+                "confirmed_at": iso(now),
+            }
+            ctx.ledger.append("disposal", body, dedupe_key=dedupe)
+            out.append(body)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -550,9 +625,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
+    from attestly.clock import ClockUntrusted, FutureDatedRun
+
     with ArchiveContext.open(run_id=args.run_id) as ctx:
         try:
             summary = run_all(ctx, as_of=args.as_of)
+        except (FutureDatedRun, ClockUntrusted) as exc:
+            print(f"disposal refused: {exc}", file=sys.stderr)
+            return 2
         except DisposalFailed as exc:
             print(json.dumps({"problems": exc.problems}, indent=2, sort_keys=True))
             print(f"disposal failed: {exc}", file=sys.stderr)

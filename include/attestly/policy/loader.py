@@ -38,6 +38,8 @@ from attestly.policy.yamlsource import ParsedFile, parse_policy_yaml
 POLICY_FILES: tuple[str, ...] = ("controls.yaml", "retention.yaml", "sources.yaml", "aws.yaml")
 #: Files whose string values undergo ``${VAR}`` interpolation.
 INTERPOLATED_FILES: frozenset[str] = frozenset({"aws.yaml"})
+#: A policy file larger than this is refused before it is parsed (the policy is read at DAG-parse time).
+MAX_POLICY_FILE_BYTES = 4 * 1024 * 1024
 #: Environment variable naming another policy directory.
 POLICY_DIR_ENV = "ATTESTLY_POLICY_DIR"
 
@@ -76,15 +78,41 @@ def load_policy(directory: Path | str | None = None, *, environ: Mapping[str, st
     for name in POLICY_FILES:
         path = root / name
         try:
-            raw = path.read_bytes()
-            text = raw.decode("utf-8")
+            size = path.stat().st_size
+            if size > MAX_POLICY_FILE_BYTES:
+                errors.append(
+                    PolicyError(
+                        name,
+                        None,
+                        "",
+                        size,
+                        f"file is {size:,} bytes; a policy file may hold at most {MAX_POLICY_FILE_BYTES:,}",
+                    )
+                )
+                continue
+            raw = path.read_bytes()[: MAX_POLICY_FILE_BYTES + 1]
         except FileNotFoundError:
             errors.append(
                 PolicyError(name, None, "", str(path), f"file not found in policy directory {root}")
             )
             continue
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             errors.append(PolicyError(name, None, "", str(path), f"cannot read file: {exc}"))
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            errors.append(
+                PolicyError(
+                    name,
+                    line,
+                    "",
+                    f"0x{raw[exc.start]:02x}",
+                    f"not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}, column {column} ({exc.reason})",
+                )
+            )
             continue
         digest.update(name.encode() + b"\0" + raw + b"\0")
         result = parse_policy_yaml(name, text, interpolate=name in INTERPOLATED_FILES, environ=env)

@@ -318,6 +318,21 @@ class ControlsFile(_Model):
 # sources.yaml
 
 
+DEFAULT_SUBJECT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}"
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "regex", "not a valid regular expression: {error}", {"error": str(exc)}
+        ) from None
+    if not value or len(value) > 500:
+        raise PydanticCustomError("regex", "a pattern of 1 to 500 characters", {})
+    return value
+
+
 class AuditTable(_Model):
     """Where the audit log lives and how its columns are named.
 
@@ -335,6 +350,9 @@ class AuditTable(_Model):
     free_text: Annotated[tuple[MappedColumn, ...], Unique] = ()
     clock_skew_seconds: NonNegInt = 300
     heartbeat_action: Text = "heartbeat"
+    #: What a data subject id looks like (a full-match regular expression): erasure requests and holds for
+    #: anything else are refused before they reach the permanent record.
+    subject_id_pattern: Annotated[str, AfterValidator(_regex)] = DEFAULT_SUBJECT_ID_PATTERN
 
 
 class Source(_Model):

@@ -6,6 +6,11 @@ data from them and records the 1-based line of every key path, so later validati
 silently accepts: duplicate keys in a mapping (the first occurrence wins), merge keys and recursive
 aliases. With ``interpolate=True`` string values (not keys) may contain ``${VAR}`` or ``${VAR:-default}``
 resolved from ``environ`` (the default applies when VAR is unset or empty); ``$$`` is a literal ``$``.
+
+Loading is bounded, because the policy is read at DAG-parse time: aliases may expand to at most
+:data:`MAX_ALIAS_VALUES` values in all (a few hundred bytes of nested aliases — a "billion laughs" —
+would otherwise expand to billions), a document may nest at most :data:`MAX_DEPTH` levels, and a
+document that PyYAML cannot compose for its depth is an error, not a crash.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from attestly.policy.errors import Loc, PolicyError, format_key_path
 
+#: Values that aliases (``*name``) may expand to, over the whole document.
+MAX_ALIAS_VALUES = 10_000
+#: Nesting levels of mappings and sequences.
+MAX_DEPTH = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _TOKEN = re.compile(r"\$\$|\$\{[^}]*\}|\$\{")
@@ -70,11 +79,30 @@ def parse_policy_yaml(
         )
     except yaml.YAMLError as exc:
         return ParsedFile(name, None, errors=[PolicyError(name, None, "", None, f"YAML syntax error: {exc}")])
+    except RecursionError:
+        return ParsedFile(
+            name,
+            None,
+            errors=[
+                PolicyError(
+                    name, None, "", None, f"nested too deeply to read (the limit is {MAX_DEPTH} levels)"
+                )
+            ],
+        )
     if root is None:
         return ParsedFile(name, None, errors=[PolicyError(name, None, "", None, "file is empty")])
     builder = _Builder(name, interpolate=interpolate, environ=environ or {})
-    data = builder.build(root, ())
+    try:
+        data = builder.build(root, ())
+    except _LimitExceeded as exc:
+        return ParsedFile(name, None, builder.lines, [*builder.errors, exc.error])
     return ParsedFile(name, data, builder.lines, builder.errors)
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, error: PolicyError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Builder:
@@ -86,6 +114,9 @@ class _Builder:
         self.errors: list[PolicyError] = []
         self._constructor = SafeConstructor()
         self._active: set[int] = set()
+        self._seen: set[int] = set()
+        self._in_alias = 0
+        self._alias_values = 0
 
     def _error(self, loc: Loc, line: int, value: object, message: str) -> None:
         self.errors.append(PolicyError(self.name, line, format_key_path(loc), value, message))
@@ -96,6 +127,32 @@ class _Builder:
         if id(node) in self._active:
             self._error(loc, line, None, "recursive YAML alias")
             return None
+        if len(loc) > MAX_DEPTH:
+            raise _LimitExceeded(
+                PolicyError(
+                    self.name,
+                    line,
+                    format_key_path(loc[:MAX_DEPTH]),
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                )
+            )
+        alias = id(node) in self._seen  # a node built before is reached again through an alias
+        self._seen.add(id(node))
+        self._in_alias += alias
+        if self._in_alias:
+            self._alias_values += 1
+            if self._alias_values > MAX_ALIAS_VALUES:
+                raise _LimitExceeded(
+                    PolicyError(
+                        self.name,
+                        line,
+                        format_key_path(loc),
+                        None,
+                        f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values (nested "
+                        "aliases, as in a 'billion laughs' document); write the values out",
+                    )
+                )
         self._active.add(id(node))
         try:
             if isinstance(node, MappingNode):
@@ -105,6 +162,7 @@ class _Builder:
             return self._scalar(node, loc)
         finally:
             self._active.discard(id(node))
+            self._in_alias -= alias
 
     def _scalar(self, node: Node, loc: Loc) -> object:
         line = node.start_mark.line + 1

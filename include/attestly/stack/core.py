@@ -40,6 +40,7 @@ LOGIN_ROLES = (
     "audit_writer",
     "attestly_reader",
     "attestly_archiver",
+    "attestly_custodian",
     "attestly_app",
 )
 AWS_REGION = "us-east-1"
@@ -240,6 +241,7 @@ def connections(p: Paths | None = None) -> dict[str, Conn]:
         "audit_db": pg("audit_db", "attestly_reader", "audit"),
         "audit_archiver": pg("audit_archiver", "attestly_archiver", "audit"),
         "audit_writer": pg("audit_writer", "audit_writer", "audit"),
+        "audit_custodian": pg("audit_custodian", "attestly_custodian", "audit"),
         "attestly_db": pg("attestly_db", "attestly_app", "attestly"),
         "aws_default": Conn(
             conn_id="aws_default",

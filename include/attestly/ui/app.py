@@ -7,7 +7,8 @@ Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
 - ``GET  /attestly/api/overview``     the same data as JSON (:meth:`Overview.to_dict`);
 - ``POST /attestly/api/verify``       run ``verify`` now and cache the result; needs the header
   ``X-Attestly-Action: verify`` (a cross-site form cannot set it), 409 while another check runs;
-- ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket, served with
+- ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket — the version the
+  ledger recorded, checked against its SHA-256 — served with
   ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
 
 Data comes from ``attestly_db`` (the ledger), ``aws_default`` and ``ATTESTLY_EVIDENCE_BUCKET``, read per
@@ -16,6 +17,7 @@ request; blocking work runs in FastAPI's thread pool (the route functions are sy
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -92,16 +94,25 @@ def create_app(*, auth: Callable[..., Any], base_url: Callable[[], str | None] =
     def report_file(key: str = Query(..., max_length=1024)) -> Response:
         from attestly import config
         from attestly.connections import aws_client
+        from attestly.ledger import Ledger
         from attestly.reports.bundle import content_type
 
         if not key.startswith("reports/") or ".." in key.split("/") or "\\" in key:
             raise HTTPException(404, "not a report object")
+        # Serve the version the ledger recorded, checked against its hash: a newer version written over a
+        # stored report (anyone with write access to the bucket) is never what a person is shown.
+        with Ledger.connect() as ledger:
+            recorded = ledger.report_object(key)
+        if recorded is None:
+            raise HTTPException(404, "no such report object in the ledger")
         s3 = aws_client("s3")
         try:
-            obj = s3.get_object(Bucket=config.evidence_bucket(), Key=key)
-        except s3.exceptions.NoSuchKey as exc:
-            raise HTTPException(404, "no such report object") from exc
+            obj = s3.get_object(Bucket=config.evidence_bucket(), Key=key, VersionId=recorded["version_id"])
+        except s3.exceptions.ClientError as exc:
+            raise HTTPException(404, "the recorded version of this report object is gone") from exc
         body = obj["Body"].read()
+        if hashlib.sha256(body).hexdigest() != recorded["sha256"]:
+            raise HTTPException(409, "this report object does not match the hash the ledger recorded")
         name = key.rsplit("/", 1)[-1]
         headers = {
             "Content-Security-Policy": "sandbox",

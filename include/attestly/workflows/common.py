@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,20 @@ def dag_defaults(
         "tags": [f"workflow:{workflow}", *control_tags(collectors, policy)],
         "owner_links": {},
     }
+
+
+@contextmanager
+def never_early() -> Iterator[None]:
+    """A refusal to act as of a future date (or on an untrusted clock) fails the task without retries:
+    retrying cannot make the date due, and the refusal is already ledgered."""
+    from attestly.clock import ClockUntrusted, FutureDatedRun
+
+    try:
+        yield
+    except (FutureDatedRun, ClockUntrusted) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
 
 
 def interval(context: Any) -> tuple[datetime, datetime]:

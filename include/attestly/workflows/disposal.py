@@ -2,7 +2,9 @@
 
 Every task re-derives its work from ``attestly_db`` (the key registry, the disposal journal, the
 certificates), so any task can be retried and the whole run repeated after a crash: each key is
-destroyed once and certified once. Keys are due at the end of the data interval, never the wall clock.
+destroyed once and certified once. Keys are due at the end of the data interval, and a run whose interval
+ends after the trusted current time is refused and the refusal ledgered (:mod:`attestly.clock`); the key
+registry refuses an early destruction on its own clock too.
 XCom carries key ids, request ids, hold ids and counts only — never key material or subject ids.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attestly.workflows.common import airflow_context, interval, task_summary
+from attestly.workflows.common import airflow_context, interval, never_early, task_summary
 
 
 def _as_of(context: Any) -> Any:
@@ -29,7 +31,7 @@ def plan(context: Any) -> dict[str, Any]:
     from attestly.disposal.planning import plan as plan_keys
     from attestly.disposal.runner import report_blocks
 
-    with _open(context) as ctx:
+    with _open(context) as ctx, never_early():
         p = plan_keys(ctx, as_of=_as_of(context))
         new_blocks = report_blocks(ctx, p.blocked, as_of=p.as_of)
     return {**p.to_dict(), "new_blocks": len(new_blocks)}
@@ -41,7 +43,7 @@ def destroy(context: Any) -> dict[str, Any]:
     from attestly.disposal.runner import DisposalFailed
     from attestly.disposal.runner import destroy as destroy_keys
 
-    with _open(context) as ctx:
+    with _open(context) as ctx, never_early():
         done = destroy_keys(ctx, plan_keys(ctx, as_of=_as_of(context)))
     errors = {d["key_id"]: [d["error"]] for d in done if not d["destroyed"]}
     if errors:
@@ -66,7 +68,7 @@ def certify(context: Any) -> dict[str, Any]:
     from attestly.disposal.planning import plan as plan_keys
     from attestly.disposal.runner import certify as certify_keys
 
-    with _open(context) as ctx:
+    with _open(context) as ctx, never_early():
         recorded = certify_keys(ctx, plan_keys(ctx, as_of=_as_of(context)), interval(context))
     return {
         **task_summary(context, recorded),

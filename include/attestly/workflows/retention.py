@@ -1,7 +1,8 @@
 """Task bodies of ``retention_archive``: plan -> archive (upload + verify) -> purge -> record.
 
 Every task works from the run's data interval: records are due when their online period ends on or before
-the interval's end (``as_of``), never the wall clock. Each task re-derives its work from the journal, so
+the interval's end (``as_of``) — and a run whose interval ends after the trusted current time is refused
+(:mod:`attestly.clock`), so triggering a run dated in the future archives nothing early. Each task re-derives its work from the journal, so
 any task can be retried or the whole run repeated after a crash: what is done stays done, what is not is
 finished. XCom carries batch ids, states, counts and evidence hashes only — never key material.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attestly.workflows.common import airflow_context, interval, task_summary
+from attestly.workflows.common import airflow_context, interval, never_early, task_summary
 
 
 def _as_of(context: Any) -> Any:
@@ -34,7 +35,7 @@ def plan(context: Any) -> dict[str, Any]:
     """Plan the batches due at the end of the interval (creates their archive keys)."""
     from attestly.archive.planning import plan as plan_batches
 
-    with _open(context) as ctx:
+    with _open(context) as ctx, never_early():
         result = plan_batches(ctx, as_of=_as_of(context))
     return result.to_dict()
 
