@@ -36,8 +36,11 @@ system-deps-runtime:
 demo: setup system-deps-runtime ## the whole cycle on the embedded local stack
 	$(BIN)/attestly demo
 
-airflow: setup system-deps-runtime ## run Airflow (api-server, scheduler, dag-processor, triggerer) on the local stack
-	$(BIN)/python -m attestly.stack.airflow_services
+EXECUTOR ?= local
+WORKERS ?= 2
+airflow: setup system-deps-runtime ## run Airflow on the local stack (EXECUTOR=celery WORKERS=2 for Celery)
+	@if [ "$(EXECUTOR)" = celery ]; then bash scripts/system-deps.sh redis-server; fi
+	$(BIN)/python -m attestly.stack.airflow_services --executor $(EXECUTOR) --workers $(WORKERS)
 
 test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
 	$(BIN)/pytest -m "not slow" --durations=10

@@ -4,15 +4,20 @@
 Daily. Collects evidence for the data interval and stores each item write-once (S3 Object Lock,
 content-addressed) and in the hash-chained ledger:
 
-- **AWS**, per account × region × collector (dynamic task mapping over `include/policy/aws.yaml`): IAM
-  (MFA, root, key age, inactive users, password policy, admin policies), S3 (encryption, public access
-  block, versioning, Object Lock, TLS-only), KMS rotation, CloudTrail, EC2 security groups, RDS, Config.
-  These see current state only: in a backfilled past interval they record `not_applicable`.
+- **AWS**: first the population — the accounts of `include/policy/aws.yaml` and of the AWS
+  Organization it names (ACTIVE accounts, optionally under given OUs), each with its enabled regions,
+  and what was excluded and why — recorded as `aws.population` evidence; then every collector for every
+  account and region, one mapped task per group of accounts (at most `collection.max_tasks`, so the
+  mapped length stays bounded for any organisation) with the collections running concurrently inside:
+  IAM (MFA, root, key age, inactive users, password policy, admin policies), S3 (encryption, public
+  access block, versioning, Object Lock, TLS-only), KMS rotation, CloudTrail, EC2 security groups, RDS,
+  Config. These see current state only: in a backfilled past interval they record `not_applicable`.
 - **Audit database**, exact for any interval: authorization outcomes, authentication failures and bursts,
   privileged changes, PHI access without an actor, event volume per source.
 
-A collector that fails records an `error` item and fails its task without stopping the others; `attest`
-then ledgers the run record and seals it, and the watcher fails the run.
+A collector, region or account that fails records `error` items for exactly its scope and fails only its
+group's task; an organisation that cannot be read or an account whose role cannot be assumed fails
+`check_population`. `attest` then ledgers the run record and seals it, and the watcher fails the run.
 
 Controls: see the `control:` tags (from `include/policy/controls.yaml`).
 """
@@ -23,10 +28,12 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
 from attestly.collectors.auditdb import AUDITDB_COLLECTORS
-from attestly.policy import AWS_COLLECTORS
+from attestly.policy import AWS_COLLECTORS, AWS_POPULATION_COLLECTORS
 from attestly.workflows import common
 
-DEFAULTS = common.dag_defaults(collectors=[*AWS_COLLECTORS, *AUDITDB_COLLECTORS], workflow="evidence")
+DEFAULTS = common.dag_defaults(
+    collectors=[*AWS_POPULATION_COLLECTORS, *AWS_COLLECTORS, *AUDITDB_COLLECTORS], workflow="evidence"
+)
 
 
 @dag(
@@ -43,14 +50,18 @@ def evidence_collection() -> None:
     from attestly.workflows import evidence
 
     @task
-    def plan_aws() -> list[dict]:
-        return evidence.plan_aws()
+    def discover_population() -> list[dict]:
+        return evidence.discover(get_current_context())
 
-    @task(map_index_template="{{ target_label }}")
-    def collect_aws(target: dict) -> dict:
+    @task(map_index_template="{{ accounts_label }}")
+    def collect_aws(group: dict) -> dict:
         context = get_current_context()
-        context["target_label"] = target["label"]  # type: ignore[typeddict-unknown-key]
-        return evidence.collect_aws(target, context)
+        context["accounts_label"] = group["label"]  # type: ignore[typeddict-unknown-key]
+        return evidence.collect_accounts(group, context)
+
+    @task
+    def check_population(groups: list[dict]) -> dict:
+        return evidence.check_population(groups, get_current_context())
 
     @task(map_index_template="{{ collector_id }}")
     def collect_auditdb(collector_id: str) -> dict:
@@ -60,11 +71,13 @@ def evidence_collection() -> None:
 
     attest, watcher = common.closing_tasks()
 
-    aws = collect_aws.expand(target=plan_aws())
+    groups = discover_population()
+    aws = collect_aws.expand(group=groups)
+    population = check_population(groups)
     db = collect_auditdb.expand(collector_id=list(AUDITDB_COLLECTORS))
-    sealed = attest([aws, db])
+    sealed = attest([groups, aws, db])
     watch = watcher()
-    [aws, db, sealed] >> watch
+    [groups, aws, population, db, sealed] >> watch
 
 
 evidence_collection()

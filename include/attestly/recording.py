@@ -32,13 +32,33 @@ def evidence_summary(item: EvidenceItem) -> dict[str, Any]:
     }
 
 
+def _earlier_try(item: EvidenceItem, store: EvidenceStore) -> tuple[EvidenceItem, Any] | None:
+    """The item as an earlier try of the same task made it, and its stored object, when that try stored
+    it and was killed before ledgering it (a lost worker): that object is ledgered instead of a second
+    copy of the same observation. Only looked for on a retry (try > 1): one HEAD per earlier try."""
+    from dataclasses import replace
+
+    a = item.airflow
+    if a is None or a.try_number <= 1:
+        return None
+    for t in range(a.try_number - 1, 0, -1):
+        candidate = replace(item, airflow=replace(a, try_number=t))
+        try:
+            store.s3.head_object(Bucket=store.bucket, Key=candidate.object_key)
+        except store.s3.exceptions.ClientError:
+            continue
+        return candidate, store.put_evidence(candidate)  # confirms the stored bytes, writes nothing
+    return None
+
+
 def record_evidence(item: EvidenceItem, *, store: EvidenceStore, ledger: Ledger) -> dict[str, Any]:
     """Store and ledger ``item``; returns ``{sha256, key, version_id, seq, created, collector, result}``.
 
     An observation already in the ledger (same collector, scope, period, result, findings and data — from
     an earlier run or try) is not stored or ledgered again: the existing item is returned, so re-running
     an interval changes nothing. A crash between upload and ledger leaves an unledgered object that the
-    same try's re-run finds and ledgers; a different run's re-upload is a distinct, unledgered object
+    same try's re-run finds and ledgers, and that a later try of the same task adopts (so a lost worker
+    leaves one object per observation); a different run's re-upload is a distinct, unledgered object
     (harmless: verification covers what the ledger records).
     """
     observation = item.observation_sha256
@@ -54,7 +74,11 @@ def record_evidence(item: EvidenceItem, *, store: EvidenceStore, ledger: Ledger)
             "collector": b["collector"],
             "result": b["result"],
         }
-    stored = store.put_evidence(item)
+    earlier = _earlier_try(item, store)
+    if earlier is not None:  # a killed earlier try stored this observation but never ledgered it
+        item, stored = earlier
+    else:
+        stored = store.put_evidence(item)
     entry, created = ledger.record_evidence(
         item.sha256, stored, evidence_summary(item), observation=observation
     )

@@ -84,3 +84,59 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module.split(".")[0]]
             assert not heavy & set(names), f"{path.name}: imports {heavy & set(names)} at module level"
+
+
+def test_evidence_collection_stays_bounded_for_a_1000_account_organisation() -> None:
+    """1,000 accounts x 17 regions: the mapped collection stays within Airflow's max_map_length (with
+    room), every account is in exactly one group, and what crosses XCom per group is a few hundred bytes."""
+    import json
+    from collections import Counter
+
+    from airflow.configuration import conf
+
+    from attestly.collectors.aws.batch import units_of
+    from attestly.collectors.aws.population import Population, PopulationAccount
+    from attestly.policy import AWS_COLLECTORS, load_policy
+
+    regions = tuple(
+        f"{area}-{n}"
+        for area in ("us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast")
+        for n in (1, 2, 3)
+    )[:17]
+    population = Population(
+        accounts=[
+            PopulationAccount(
+                id=f"{i:012d}",
+                name=f"acct-{i}",
+                role_arn=f"arn:aws:iam::{i:012d}:role/AttestlyAudit",
+                regions=regions,
+                source="organization",
+                regions_from="ec2:DescribeRegions",
+            )
+            for i in range(1, 1001)
+        ]
+    )
+    collection = load_policy().aws.collection
+    groups = population.batches(
+        max_tasks=collection.max_tasks, accounts_per_task=collection.accounts_per_task
+    )
+    limit = conf.getint("core", "max_map_length")
+    assert len(groups) <= collection.max_tasks <= limit == 1024
+    assert sorted(a for g in groups for a in g) == [a.id for a in population.accounts]
+    assert max(len(g) for g in groups) - min(len(g) for g in groups) <= 3
+    from attestly.collectors.aws import REGISTRY
+
+    scopes = Counter(REGISTRY[c].scope for c in AWS_COLLECTORS)
+    per_account = len(units_of(population.accounts[0], AWS_COLLECTORS))
+    assert per_account == scopes["account"] + scopes["region"] * 17  # IAM/S3 once, the rest per region
+    descriptor = {
+        "population": {
+            "version_id": "x" * 32,
+            "sha256": "0" * 64,
+        },
+        "group": 255,
+        "from": 996,
+        "to": 1000,
+        "label": "x" * 80,  # the longest label discover() makes
+    }
+    assert len(json.dumps(descriptor)) < 300

@@ -86,8 +86,11 @@ def test_collects_current_interval_then_reruns_add_nothing(
 
     items = _evidence(TODAY - timedelta(days=1))
     by_collector = Counter(i["collector"] for i in items)
-    assert len(items) == 45  # 40 AWS targets (2 accounts, IAM/S3 global) + 5 audit-database collectors
-    assert by_collector["auditdb.event_volume"] == 1
+    # The population, 40 AWS collections (2 accounts, IAM/S3 global) and 5 audit-database collectors.
+    assert len(items) == 46
+    assert by_collector["auditdb.event_volume"] == 1 and by_collector["aws.population"] == 1
+    (population,) = [i for i in items if i["collector"] == "aws.population"]
+    assert population["result"] == "pass" and population["findings"] == {"pass": 2}
     aws_results = {
         (i["collector"], i["scope"]["account"], i["scope"]["region"]): i
         for i in items
@@ -100,7 +103,7 @@ def test_collects_current_interval_then_reruns_add_nothing(
     assert all(i["airflow"]["dag_id"] == "evidence_collection" for i in items)
 
     head, kinds = _ledger_state()
-    assert kinds == Counter({"evidence": 45, "run": 1})
+    assert kinds == Counter({"evidence": 46, "run": 1})
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger", "--json"],
         capture_output=True,
@@ -124,9 +127,9 @@ def test_backfilled_past_interval_is_not_applicable_for_current_state(fresh_evid
             state = _ledger_state()
     assert _ledger_state() == state
     items = _evidence(past - timedelta(days=1))
-    aws = [i for i in items if "account" in i["scope"]]
-    db = [i for i in items if "account" not in i["scope"]]
-    assert len(aws) == 40 and {i["result"] for i in aws} == {"not_applicable"}
+    aws = [i for i in items if "account" in i["scope"] or i["collector"] == "aws.population"]
+    db = [i for i in items if i["collector"].startswith("auditdb.")]
+    assert len(aws) == 41 and {i["result"] for i in aws} == {"not_applicable"}
     assert len(db) == 5 and all(i["retroactive"] for i in db)
     assert {i["result"] for i in db} <= {"pass", "fail"}
 
@@ -154,7 +157,7 @@ def test_a_failing_collector_records_an_error_and_fails_the_run(
     assert len({(i["collector"], i["scope"]["region"]) for i in errors}) == len(
         errors
     )  # once, despite retries
-    assert len(others) == 45 - len(errors)
+    assert len(others) == 46 - len(errors)
     with Ledger.connect() as ledger:
         runs = [e.body for e in ledger.entries(kind="run")]
     assert runs and runs[-1]["outcome"] == "failed"

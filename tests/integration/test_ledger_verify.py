@@ -314,3 +314,19 @@ def test_evidence_list_and_show(world: World, monkeypatch: pytest.MonkeyPatch) -
     assert json.loads(shown.stdout)["result"] == "fail"
     assert cli("evidence", "show", "nothex").returncode == 2
     assert cli("evidence", "show", "0" * 64).returncode == 1
+
+
+def test_a_retry_adopts_what_a_killed_try_stored_instead_of_a_second_copy(world: World) -> None:
+    """A worker killed between storing an item and ledgering it: the next try of the same task ledgers
+    that object (one object per observation in the bucket), not a copy of its own."""
+    from dataclasses import replace
+
+    from attestly.evidence import AirflowContext
+
+    first = replace(_item(50), airflow=AirflowContext("evidence_collection", "manual__x", "collect_aws", 1))
+    world.store.put_evidence(first)  # ...and the worker dies here
+    retry = replace(first, airflow=replace(first.airflow, try_number=2))  # type: ignore[arg-type]
+    with Ledger.connect() as ledger:
+        recorded = record_evidence(retry, store=world.store, ledger=ledger)
+    assert recorded["key"] == first.object_key and recorded["sha256"] == first.sha256
+    assert "Versions" not in world.s3.list_object_versions(Bucket=world.bucket, Prefix=retry.object_key)

@@ -48,7 +48,7 @@ BRIEF_COLLECTORS = {
     "ec2.open_security_groups", "rds.storage_encryption", "rds.backup_retention", "config.recorder",
     "auditdb.authorization_outcomes", "auditdb.authentication_failures", "auditdb.privileged_changes",
     "auditdb.phi_access_without_actor", "auditdb.event_volume",
-    "quality.audit_log", "archive.manifest", "disposal.certificate",
+    "quality.audit_log", "archive.manifest", "disposal.certificate", "aws.population",
 }  # fmt: skip
 
 
@@ -577,6 +577,57 @@ def test_check_policy_cli_errors(pdir: Path, capsys: pytest.CaptureFixture[str])
 def test_check_policy_cli_uses_env_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ATTESTLY_POLICY_DIR", str(tmp_path / "nowhere"))
     assert check_policy_cli(None, as_json=True) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# AWS Organizations
+
+
+ORG = """organization:
+  management_role_arn: "arn:aws:iam::999999999999:role/AttestlyOrgReader"
+  member_role_name: AttestlyAudit
+  regions: all_enabled
+  include_ous: [ou-ab12-cdefgh12, r-ab12]
+  exclude_accounts: ["333333333333"]
+exclude_regions: [ap-south-1]
+collection:
+  max_tasks: 64
+  max_parallel: 12
+"""
+
+
+def test_an_organization_and_all_enabled_regions_load(pdir: Path) -> None:
+    edit(pdir, "aws.yaml", "    regions: [us-east-1]\n", "    regions: all_enabled\n")
+    with (pdir / "aws.yaml").open("a") as f:
+        f.write(ORG)
+    aws = load_policy(pdir).aws
+    assert aws.accounts[1].regions == ("all_enabled",)
+    assert aws.organization is not None and aws.organization.member_role_name == "AttestlyAudit"
+    assert aws.organization.include_ous == ("ou-ab12-cdefgh12", "r-ab12")
+    assert aws.exclude_regions == ("ap-south-1",) and aws.collection.max_tasks == 64
+
+
+def test_an_organization_alone_is_enough_but_nothing_at_all_is_not(pdir: Path) -> None:
+    text = (pdir / "aws.yaml").read_text()
+    head, _, rest = text.partition("accounts:\n")
+    rest = rest[rest.index("\n# Buckets") :]
+    (pdir / "aws.yaml").write_text(head + "accounts: []\n" + ORG + rest)
+    assert load_policy(pdir).aws.accounts == ()
+    (pdir / "aws.yaml").write_text(head + "accounts: []\n" + rest)
+    err = only_error(pdir)
+    assert err.file == "aws.yaml" and "assesses nothing" in err.message
+
+
+def test_organization_values_are_checked_with_their_line(pdir: Path) -> None:
+    with (pdir / "aws.yaml").open("a") as f:
+        f.write(ORG.replace("ou-ab12-cdefgh12", "engineering").replace("max_tasks: 64", "max_tasks: 5000"))
+    edit(pdir, "aws.yaml", "    regions: [us-east-1]\n", "    regions: [all_enabled, us-east-1]\n")
+    errors = errors_of(pdir)
+    got = {(e.key_path, e.line) for e in errors}
+    assert ("organization.include_ous[0]", line_of(pdir, "aws.yaml", "include_ous:")) in got
+    assert ("collection.max_tasks", line_of(pdir, "aws.yaml", "max_tasks:")) in got
+    assert any(e.key_path == "accounts[1].regions" and "not both" in e.message for e in errors)
+    assert any("not an organization root or OU id" in e.message for e in errors)
 
 
 # --------------------------------------------------------------------------------------------------

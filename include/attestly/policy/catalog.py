@@ -31,6 +31,9 @@ AWS_COLLECTORS: tuple[str, ...] = (
     "config.recorder",
 )
 
+#: The population under assessment (accounts, OUs, regions, exclusions), recorded every run.
+AWS_POPULATION_COLLECTORS: tuple[str, ...] = ("aws.population",)
+
 #: Collectors that query the audit database (``audit_db``).
 AUDITDB_COLLECTORS: tuple[str, ...] = (
     "auditdb.authorization_outcomes",
@@ -47,8 +50,10 @@ ATTESTLY_COLLECTORS: tuple[str, ...] = (
     "disposal.certificate",
 )
 
-#: Every collector id a control may reference. Exactly the union of the three groups above.
-KNOWN_COLLECTORS: frozenset[str] = frozenset(AWS_COLLECTORS + AUDITDB_COLLECTORS + ATTESTLY_COLLECTORS)
+#: Every collector id a control may reference. Exactly the union of the groups above.
+KNOWN_COLLECTORS: frozenset[str] = frozenset(
+    AWS_COLLECTORS + AWS_POPULATION_COLLECTORS + AUDITDB_COLLECTORS + ATTESTLY_COLLECTORS
+)
 
 #: Logical column names of the audit table; ``sources.yaml`` maps each to the user's physical column.
 LOGICAL_COLUMNS: tuple[str, ...] = (

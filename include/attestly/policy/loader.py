@@ -199,6 +199,13 @@ def check_policy_cli(directory: Path | str | None = None, as_json: bool = False)
     print(f"  sources: {len(summary['sources'])} ({', '.join(summary['sources'])})")
     accounts = ", ".join(f"{a['id']} {a['name']}" for a in summary["accounts"])
     print(f"  aws accounts: {len(summary['accounts'])} ({accounts})")
+    if summary.get("organization"):
+        org = summary["organization"]
+        print(
+            f"  aws organization: every ACTIVE account via {org['management_role_arn']} "
+            f"(role {org['member_role_name']}; OUs {', '.join(org['include_ous']) or 'all'}; "
+            f"regions {', '.join(org['regions'])})"
+        )
     print(f"  fingerprint: {summary['fingerprint']}")
     return 0
 

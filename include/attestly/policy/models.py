@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -98,6 +99,8 @@ _CONTROL_REF = {
     "pci": re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,3}$"),
 }
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+_OU = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@/-]{1,576}$")
 _ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 _URL = re.compile(r"^https?://[^\s/]+(?:/\S*)?$")
@@ -624,14 +627,39 @@ def _role_arn(value: str, info: ValidationInfo) -> str:
     return value
 
 
+ALL_ENABLED = "all_enabled"
+
+
+def _all_enabled_as_tuple(value: object) -> object:
+    return (ALL_ENABLED,) if value == ALL_ENABLED else value
+
+
+def _regions(value: tuple[str, ...]) -> tuple[str, ...]:
+    if ALL_ENABLED in value and len(value) > 1:
+        raise _fail(f"write either {ALL_ENABLED} or a list of regions, not both", list(value))
+    return value
+
+
+RegionOrAll = Annotated[StrictStr, AfterValidator(lambda v: v if v == ALL_ENABLED else _region(v))]
+#: A list of regions, or ``all_enabled`` (held as ``("all_enabled",)``): each account's enabled regions.
+Regions = Annotated[
+    tuple[RegionOrAll, ...],
+    NonEmpty,
+    Unique,
+    AfterValidator(_regions),
+    BeforeValidator(_all_enabled_as_tuple),
+]
+
+
 class AwsAccount(_Model):
     """An assessed account: evidence is collected by assuming ``role_arn`` (in the same account) in each
-    region. ``endpoint_url`` empty means the AWS default endpoints (see :attr:`endpoint`)."""
+    region — a list, or ``all_enabled`` (the account's enabled regions, found each run).
+    ``endpoint_url`` empty means the AWS default endpoints (see :attr:`endpoint`)."""
 
     id: AccountId
     name: Slug
     role_arn: Annotated[StrictStr, AfterValidator(_role_arn)]
-    regions: Annotated[tuple[Region, ...], NonEmpty, Unique]
+    regions: Regions
     endpoint_url: EndpointUrl = ""
 
     @property
@@ -652,11 +680,54 @@ class PasswordPolicy(_Model):
     reuse_prevention: Annotated[StrictInt, Field(ge=1, le=24)]
 
 
+def _ou_id(value: str) -> str:
+    if not _OU.match(value):
+        raise _fail(f"{value!r} is not an organization root or OU id (r-xxxx or ou-xxxx-xxxxxxxx)", value)
+    return value
+
+
+def _role_name(value: str) -> str:
+    if not _ROLE_NAME.match(value):
+        raise _fail(f"{value!r} is not an IAM role name (or path/name)", value)
+    return value
+
+
+class AwsOrganization(_Model):
+    """Every ACTIVE account of an AWS Organization, read through ``management_role_arn`` (the management
+    account or a delegated administrator: ``organizations:List*``/``Describe*``), assessed through the
+    role ``member_role_name`` in each; optionally only under ``include_ous``, never ``exclude_accounts``."""
+
+    management_role_arn: Annotated[StrictStr, AfterValidator(_role_arn)]
+    member_role_name: Annotated[StrictStr, AfterValidator(_role_name)]
+    regions: Regions = (ALL_ENABLED,)
+    include_ous: Annotated[tuple[Annotated[StrictStr, AfterValidator(_ou_id)], ...], Unique] = ()
+    exclude_accounts: Annotated[tuple[AccountId, ...], Unique] = ()
+    endpoint_url: EndpointUrl = ""
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.endpoint_url or None
+
+
+class AwsCollection(_Model):
+    """How ``evidence_collection`` spreads the work: at most ``max_tasks`` mapped tasks (Airflow's
+    ``max_map_length`` is 1,024 and every mapped task costs scheduler time), ``accounts_per_task``
+    accounts each (default: as few as that allows), ``max_parallel`` collections at once inside a task."""
+
+    max_tasks: Annotated[StrictInt, Field(ge=1, le=1024)] = 256
+    accounts_per_task: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    max_parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 8
+
+
 class AwsPolicy(_Model):
-    """Root of ``aws.yaml``: accounts assessed (unique ids and names) and collector thresholds.
+    """Root of ``aws.yaml``: the accounts assessed — listed (unique ids and names), from an
+    ``organization``, or both — the regions left out everywhere, and the collector thresholds.
     String values may use ``${VAR}`` / ``${VAR:-default}``, resolved from the environment at load."""
 
-    accounts: Annotated[tuple[AwsAccount, ...], NonEmpty]
+    accounts: tuple[AwsAccount, ...] = ()
+    organization: AwsOrganization | None = None
+    exclude_regions: Annotated[tuple[Region, ...], Unique] = ()
+    collection: AwsCollection = Field(default_factory=AwsCollection)
     object_lock_required_buckets: Annotated[tuple[Text, ...], Unique] = ()
     admin_ports: Annotated[tuple[Port, ...], Unique] = ()
     database_ports: Annotated[tuple[Port, ...], Unique] = ()
@@ -664,6 +735,16 @@ class AwsPolicy(_Model):
     inactive_user_days: PosInt
     password_policy: PasswordPolicy
     rds_min_backup_retention_days: Annotated[StrictInt, Field(ge=1, le=35)]
+
+    @model_validator(mode="after")
+    def _some_accounts(self) -> AwsPolicy:
+        if not self.accounts and self.organization is None:
+            raise PydanticCustomError(
+                "no_accounts",
+                "aws.yaml assesses nothing: list accounts under 'accounts:', or give 'organization:'",
+                {},
+            )
+        return self
 
     def requires_object_lock(self, bucket: str) -> bool:
         """Whether ``bucket`` matches an ``object_lock_required_buckets`` pattern (case-sensitive fnmatch)."""
@@ -727,4 +808,14 @@ class Policy(_Model):
             "retention_classes": [c.name for c in self.retention.classes],
             "sources": self.sources.source_names,
             "accounts": [{"id": a.id, "name": a.name, "regions": list(a.regions)} for a in self.aws.accounts],
+            "organization": (
+                {
+                    "management_role_arn": self.aws.organization.management_role_arn,
+                    "member_role_name": self.aws.organization.member_role_name,
+                    "include_ous": list(self.aws.organization.include_ous),
+                    "regions": list(self.aws.organization.regions),
+                }
+                if self.aws.organization
+                else None
+            ),
         }

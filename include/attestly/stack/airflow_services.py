@@ -3,6 +3,11 @@
 Each runs as its own process (not ``airflow standalone``, which leaves orphans on SIGTERM), recorded in
 the stack's process table so ``attestly stack down`` (``make stop``) stops exactly them. Returns once
 the API server answers, printing the URL and the login.
+
+``make airflow EXECUTOR=celery WORKERS=2`` runs the CeleryExecutor instead of the LocalExecutor, as the
+compose deployment does: a Redis broker (Debian's ``redis-server``, on loopback, no persistence) and
+``WORKERS`` ``airflow celery worker`` processes, each tracked and stopped like the other services.
+Switching executor restarts the scheduler.
 """
 
 from __future__ import annotations
@@ -20,14 +25,31 @@ from attestly.stack import core, procs
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def start(*, quiet: bool = False) -> dict[str, Any]:
+def start(
+    *, quiet: bool = False, executor: str = "local", workers: int = 2, concurrency: int = 2
+) -> dict[str, Any]:
+    if executor not in ("local", "celery"):
+        raise core.StackError(f"EXECUTOR={executor!r}: give local or celery")
+    if executor == "celery" and not 1 <= workers <= 16:
+        raise core.StackError(f"WORKERS={workers}: give 1 to 16")
     core.up(quiet=quiet)
     p = core.paths()
-    env = core._airflow_env(p)
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
     table = procs.ProcTable(p.procs)
     running = table.load()
-    api_port = int(core._state(p)["ports"]["airflow_api"])
+    previous = (core._state(p).get("executor") or {}).get("kind", "local")
+    core.set_executor(executor, workers=workers if executor == "celery" else 0, concurrency=concurrency, p=p)
+    if previous != executor:  # the scheduler and workers must agree on the executor: restart them
+        for name, proc in list(running.items()):
+            if name in ("airflow-scheduler", "redis") or name.startswith("airflow-celery-worker"):
+                procs.stop(proc)
+                table.remove(name)
+        running = table.load()
+    env = core._airflow_env(p)
+    airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    st = core._state(p)
+    api_port = int(st["ports"]["airflow_api"])
+    if executor == "celery":
+        _start_redis(p, table, running, port=int(st["ports"]["redis"]))
     for service in SERVICES:
         name = f"airflow-{service}"
         existing = running.get(name)
@@ -37,14 +59,63 @@ def start(*, quiet: bool = False) -> dict[str, Any]:
         if service == "api-server":
             argv += ["--port", str(api_port), "--host", "127.0.0.1"]
         table.add(procs.spawn(name, argv, log=p.logs / f"{name}.log", env=env))
+    if executor == "celery":
+        for i in range(1, workers + 1):
+            name = f"airflow-celery-worker-{i}"
+            existing = running.get(name)
+            if existing is not None and existing.alive():
+                continue
+            argv = [
+                airflow_bin,
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"worker{i}@%h",
+                "--concurrency",
+                str(concurrency),
+            ]
+            table.add(procs.spawn(name, argv, log=p.logs / f"{name}.log", env=env))
     url = f"http://127.0.0.1:{api_port}"
     _wait_http(f"{url}/api/v2/monitor/health", timeout=120, proc=table.load()["airflow-api-server"])
     login = _login(p)
-    info = {"url": url, "username": login[0], "password": login[1], "logs": str(p.logs)}
+    info = {"url": url, "username": login[0], "password": login[1], "logs": str(p.logs), "executor": executor}
     if not quiet:
         print(f"Airflow UI: {url}  (user {login[0]}, password {login[1]})")
+        if executor == "celery":
+            print(f"CeleryExecutor: Redis on 127.0.0.1:{st['ports']['redis']}, {workers} worker(s)")
         print(f"logs: {p.logs}/airflow-*.log   stop everything: make stop")
     return info
+
+
+def _start_redis(p: core.Paths, table: procs.ProcTable, running: dict[str, procs.Proc], *, port: int) -> None:
+    import shutil
+
+    existing = running.get("redis")
+    if existing is not None and existing.alive():
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise core.StackError(
+            "EXECUTOR=celery needs Redis as the Celery broker: `make system-deps` installs it "
+            "(Debian: apt-get install redis-server)"
+        )
+    data = p.home / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(data), "--protected-mode", "yes"]  # fmt: skip
+    proc = procs.spawn("redis", argv, log=p.logs / "redis.log")
+    table.add(proc)
+    import socket
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if not proc.alive():
+            raise core.StackError(f"redis-server exited during start-up; see {proc.log}")
+        time.sleep(0.2)
+    raise core.StackError(f"redis-server did not listen on 127.0.0.1:{port} within 20s")
 
 
 def _login(p: core.Paths) -> tuple[str, str]:
@@ -73,5 +144,21 @@ def _wait_http(url: str, *, timeout: float, proc: procs.Proc) -> None:
     raise core.StackError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m attestly.stack.airflow_services", description=__doc__)
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument("--workers", type=int, default=2, help="Celery workers (EXECUTOR=celery)")
+    parser.add_argument("--concurrency", type=int, default=2, help="task slots per Celery worker")
+    args = parser.parse_args(argv)
+    try:
+        start(executor=args.executor, workers=args.workers, concurrency=args.concurrency)
+    except core.StackError as exc:
+        print(f"attestly: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    start()
+    raise SystemExit(main())

@@ -152,7 +152,7 @@ def _secrets(p: Paths) -> dict[str, Any]:
 def _state(p: Paths) -> dict[str, Any]:
     state = _read_json(p.state)
     ports = state.setdefault("ports", {})
-    for name in ("postgres", "moto", "smtp", "airflow_api"):
+    for name in ("postgres", "moto", "smtp", "airflow_api", "redis"):
         if name not in ports:
             ports[name] = procs.free_port()
     _write_json(p.state, state)
@@ -304,9 +304,31 @@ def environment(p: Paths | None = None) -> dict[str, str]:
         "AIRFLOW__EMAIL__EMAIL_BACKEND": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
         "NO_PROXY": "*",
     }
+    executor = st.get("executor") or {}
+    if executor.get("kind") == "celery":
+        # `make airflow EXECUTOR=celery`: Redis as the broker, the Airflow database as the result backend.
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{st['ports']['redis']}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db.replace("+psycopg2", ""),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(executor.get("concurrency", 2)),
+                "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+            }
+        )
     for conn_id, conn in connections(p).items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = conn.to_json()
     return env
+
+
+def set_executor(kind: str, *, workers: int = 0, concurrency: int = 2, p: Paths | None = None) -> None:
+    """Record which executor the stack's Airflow runs (``local`` or ``celery``), for every process and
+    for ``attestly stack env``."""
+    p = p or paths()
+    st = _state(p)
+    st["executor"] = {"kind": kind, "workers": workers, "concurrency": concurrency}
+    _write_json(p.state, st)
 
 
 def apply_environment(p: Paths | None = None) -> dict[str, str]:

@@ -19,7 +19,7 @@ observation (a backfill), the runner records ``not_applicable`` without calling 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,6 +112,7 @@ def run_collector(
     aws_conn_id: str = "aws_default",
     airflow: AirflowContext | None = None,
     current_state_grace: timedelta = timedelta(days=1),
+    session_factory: Callable[[], Any] | None = None,
 ) -> EvidenceItem:
     """Run one planned collection and return its evidence item (``retroactive: false``).
 
@@ -124,6 +125,10 @@ def run_collector(
       connection failure, ...) gives result ``error`` with one finding
       ``{resource: "<service>:<account>:<region>", status: "error", detail: "<ErrorCode>: <message>"}``.
     * Else ``result = derive_result(findings, empty=spec.empty)``.
+
+    ``session_factory`` (optional) returns the boto3 session to use instead of assuming the role here
+    (:mod:`attestly.collectors.aws.batch` assumes each account's role once); its failure is recorded
+    like a failed role assumption.
 
     ``params`` are the collector's policy parameters (see ``DEFAULT_PARAMS``); the runner adds
     ``observed_at`` to them. Scope is ``{"account": id, "region": region}`` (``"global"`` for IAM/S3).
@@ -180,13 +185,16 @@ def run_collector(
 
     stage = "assume_role"
     try:
-        session = assume_role_session(
-            aws_conn_id=aws_conn_id,
-            role_arn=str(target["role_arn"]),
-            session_name=f"attestly-{spec.id}",
-            region_name=api_region,
-            endpoint_url=target.get("endpoint_url") or None,
-        )
+        if session_factory is not None:  # the account's role, assumed once for all its collections
+            session = session_factory()
+        else:
+            session = assume_role_session(
+                aws_conn_id=aws_conn_id,
+                role_arn=str(target["role_arn"]),
+                session_name=f"attestly-{spec.id}",
+                region_name=api_region,
+                endpoint_url=target.get("endpoint_url") or None,
+            )
         stage = "collect"
         run_params = {**params, OBSERVED_AT_PARAM: observed_at}
         findings, data = spec.func(session, region=api_region, account_id=account_id, params=run_params)
