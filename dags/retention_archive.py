@@ -7,12 +7,15 @@ the audit database into immutable storage, losing nothing:
 
 1. **plan** — one batch per (table, class, month) due at the end of the data interval; deterministic ids;
    an envelope data key per (class, month), wrapped by a KMS key dedicated to that scope;
-2. **archive** — `COPY` → Parquet (zstd) → AES-256-GCM in authenticated chunks → S3 multipart upload
-   under Object Lock (COMPLIANCE, retain-until = end of month + retention), create-only; then read back:
-   lock, decryption, row count, content hash, id range — compared with the rows still in the database;
+2. **archive** — one mapped task per batch (independent batches run on different workers; the journal's
+   lock keeps two workers off one batch): `COPY` → Parquet (zstd) → AES-256-GCM in authenticated chunks
+   → S3 multipart upload under Object Lock (COMPLIANCE, retain-until = end of month + retention),
+   create-only; then read back: lock, decryption, row count, content hash, id range — compared with the
+   rows still in the database;
 3. **purge** — one transaction deleting exactly the verified rows (whole partitions when a month is
-   entirely archived), through the archiver role only; rows under legal hold stay online, and the
-   objects holding them get an S3 legal hold;
+   entirely archived), through the archiver role and the audit database's own guarded functions, which
+   recompute the digest of what they delete and refuse rows inside the online floor; rows under legal
+   hold stay online, and the objects holding them get an S3 legal hold;
 4. **record** — the manifest of each purged batch becomes `archive.manifest` evidence and an `archive`
    ledger entry; `attest` ledgers the run and seals it; the watcher fails the run if anything failed.
 
@@ -50,8 +53,14 @@ def retention_archive() -> None:
         return retention.plan(get_current_context())
 
     @task
-    def archive(plan_out: Any) -> dict:
-        return retention.archive(plan_out, get_current_context())
+    def batch_groups(plan_out: Any) -> list:
+        return retention.batch_groups(plan_out)
+
+    @task(map_index_template="{{ batch_label }}")
+    def archive(batch_ids: list) -> dict:
+        context = get_current_context()
+        context["batch_label"] = ", ".join(batch_ids)[:100]  # type: ignore[typeddict-unknown-key]
+        return retention.archive(batch_ids, context)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def purge(plan_out: Any) -> dict:
@@ -64,7 +73,7 @@ def retention_archive() -> None:
     attest, watcher = common.closing_tasks()
 
     planned = plan()
-    archived = archive(planned)
+    archived = archive.expand(batch_ids=batch_groups(planned))
     purged = purge(planned)
     recorded = record(planned)
     archived >> purged >> recorded

@@ -1,8 +1,9 @@
 """Backfills as the compliance team does them: `airflow backfill create` over a past week, run by a real
 scheduler (api-server, scheduler, dag-processor, triggerer as separate processes) on the local stack.
 
-Every run succeeds, each day gets its evidence exactly once (45 items a day for `evidence_collection`:
-40 AWS targets saying `not_applicable` because they only see current state, and 5 audit-database items;
+Every run succeeds, each day gets its evidence exactly once (46 items a day for `evidence_collection`:
+the population and 40 AWS collections saying `not_applicable` because they only see current state, and 5
+audit-database items;
 1 quality item a day), and backfilling the same week again adds nothing to the ledger: a plain second
 `backfill create` creates no run, and `--reprocess-behavior completed` (one day, to keep the test short)
 re-runs every task of that day with the same outcome.
@@ -267,14 +268,14 @@ def test_backfill_a_week_then_again_adds_nothing(week: dict[str, Any]) -> None:
         by_day = _evidence_by_day()
         for day in WEEK:
             items = by_day.get(("evidence_collection", day), [])
-            aws = [i for i in items if "account" in i["scope"]]
-            db = [i for i in items if "account" not in i["scope"]]
-            assert len(items) == 45, (day, Counter(i["collector"] for i in items))
-            assert len(aws) == 40 and {i["result"] for i in aws} == {"not_applicable"}
+            aws = [i for i in items if i["collector"].split(".")[0] not in ("auditdb",)]
+            db = [i for i in items if i["collector"].startswith("auditdb.")]
+            assert len(items) == 46, (day, Counter(i["collector"] for i in items))
+            assert len(aws) == 41 and {i["result"] for i in aws} == {"not_applicable"}
             assert all(i["retroactive"] is False for i in aws)
             assert len(db) == 5 and all(i["retroactive"] for i in db)
             assert (
-                len({(i["collector"], tuple(sorted(i["scope"].items()))) for i in items}) == 45
+                len({(i["collector"], tuple(sorted(i["scope"].items()))) for i in items}) == 46
             )  # once each
             assert {i["airflow"]["run_id"] for i in items} == {backfill_run_id(day)}
             quality = by_day.get(("audit_log_quality", day), [])

@@ -40,9 +40,25 @@ def plan(context: Any) -> dict[str, Any]:
     return result.to_dict()
 
 
-def archive(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    """Upload and verify every planned batch; a batch that fails does not stop the others, and fails
-    the task at the end (with a ``fail`` evidence item recorded for a verification mismatch)."""
+#: Mapped archive tasks at most (Airflow's max_map_length is 1,024): batches beyond that share tasks.
+MAX_ARCHIVE_TASKS = 256
+
+
+def batch_groups(plan_out: dict[str, Any] | None) -> list[list[str]]:
+    """The planned batch ids, one group per mapped ``archive`` task (one batch each, unless there are more
+    than :data:`MAX_ARCHIVE_TASKS`), so independent batches run on different workers."""
+    ids = list((plan_out or {}).get("batches", []))
+    if not ids:
+        return []
+    per = -(-len(ids) // MAX_ARCHIVE_TASKS)
+    return [ids[i : i + per] for i in range(0, len(ids), per)]
+
+
+def archive(batch_ids: list[str], context: Any) -> dict[str, Any]:
+    """Upload and verify the batches of one mapped task. Two workers never process one batch at once: the
+    journal's advisory lock on the batch id serialises them, and the second finds the work done. A batch
+    that fails does not stop the others, and fails the task at the end (with a ``fail`` evidence item
+    recorded for a verification mismatch)."""
     from attestly.archive.errors import ArchiveError, VerificationMismatch
     from attestly.archive.manifest import record_failure
     from attestly.archive.runner import ArchiveRunFailed, archive_batch, states
@@ -50,7 +66,7 @@ def archive(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     failures: dict[str, str] = {}
     recorded: list[dict[str, Any]] = []
     with _open(context) as ctx:
-        batches = _batches(ctx, plan_out)
+        batches = [ctx.journal.batch(bid) for bid in batch_ids]
         for batch in batches:
             try:
                 archive_batch(ctx, batch)
