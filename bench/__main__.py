@@ -26,6 +26,7 @@ BENCHES: list[tuple[str, str, dict[str, Any]]] = [
     ("verify", "bench.bench_verify", {"objects": 1_000 if QUICK else 10_000}),
     ("quality", "bench.bench_quality", {"quick": QUICK}),
     ("archive", "bench.bench_archive", {"quick": QUICK}),
+    ("collection", "bench.bench_collection", {"quick": QUICK}),
 ]
 
 

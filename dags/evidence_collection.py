@@ -12,6 +12,11 @@ content-addressed) and in the hash-chained ledger:
   IAM (MFA, root, key age, inactive users, password policy, admin policies), S3 (encryption, public
   access block, versioning, Object Lock, TLS-only), KMS rotation, CloudTrail, EC2 security groups, RDS,
   Config. These see current state only: in a backfilled past interval they record `not_applicable`.
+- **Scanners** (when enabled in `aws.yaml` `sources:`): Prowler per group of accounts, in its own
+  virtual environment, through the same audit role; AWS Security Hub's control findings per account and
+  region, or once from the delegated administrator's aggregation region. Their raw output is stored
+  write-once and ledgered; each (check, account, region) becomes an evidence item, mapped to the controls
+  by the sources' own framework mappings; accepted risks of the policy are recorded as such.
 - **Audit database**, exact for any interval: authorization outcomes, authentication failures and bursts,
   privileged changes, PHI access without an actor, event volume per source.
 
@@ -63,6 +68,20 @@ def evidence_collection() -> None:
     def check_population(groups: list[dict]) -> dict:
         return evidence.check_population(groups, get_current_context())
 
+    @task(map_index_template="{{ accounts_label }}")
+    def scan_prowler(group: dict) -> dict:
+        from attestly.workflows import scanners
+
+        context = get_current_context()
+        context["accounts_label"] = group["label"]  # type: ignore[typeddict-unknown-key]
+        return scanners.scan_prowler(group, context)
+
+    @task
+    def collect_security_hub(groups: list[dict]) -> dict:
+        from attestly.workflows import scanners
+
+        return scanners.collect_security_hub(groups, get_current_context())
+
     @task(map_index_template="{{ collector_id }}")
     def collect_auditdb(collector_id: str) -> dict:
         context = get_current_context()
@@ -73,11 +92,13 @@ def evidence_collection() -> None:
 
     groups = discover_population()
     aws = collect_aws.expand(group=groups)
+    prowler = scan_prowler.expand(group=groups)
+    hub = collect_security_hub(groups)
     population = check_population(groups)
     db = collect_auditdb.expand(collector_id=list(AUDITDB_COLLECTORS))
-    sealed = attest([groups, aws, db])
+    sealed = attest([groups, aws, prowler, hub, db])
     watch = watcher()
-    [groups, aws, population, db, sealed] >> watch
+    [groups, aws, prowler, hub, population, db, sealed] >> watch
 
 
 evidence_collection()

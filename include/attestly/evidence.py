@@ -21,6 +21,11 @@ SCHEMA = "attestly.evidence/v1"
 
 Result = Literal["pass", "fail", "error", "not_applicable"]
 RESULTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
+#: A finding may also be ``accepted``: a failure covered by an unexpired accepted risk of the policy
+#: (who accepted it and until when is in its detail). It counts as a pass for the item's result and is
+#: listed as an accepted exception in the reports — never dropped.
+FINDING_STATUSES: tuple[str, ...] = (*RESULTS, "accepted")
+FindingStatus = Literal["pass", "fail", "error", "not_applicable", "accepted"]
 
 
 class EvidenceError(ValueError):
@@ -50,7 +55,7 @@ class Finding:
     """One resource's outcome inside an evidence item. ``detail`` never carries PHI or secrets."""
 
     resource: str
-    status: Result
+    status: FindingStatus
     detail: str = ""
 
     def to_dict(self) -> dict[str, str]:
@@ -108,7 +113,7 @@ class EvidenceItem:
                 f"{self.period_start}"
             )
         for f in self.findings:
-            if f.status not in RESULTS:
+            if f.status not in FINDING_STATUSES:
                 raise EvidenceError(
                     f"evidence item {self.collector!r}: finding {f.resource!r} has status {f.status!r}"
                 )
@@ -155,8 +160,9 @@ def object_key(sha256: str) -> str:
 
 
 def derive_result(findings: tuple[Finding, ...] | list[Finding], *, empty: Result = "pass") -> Result:
-    """error beats fail beats pass; no findings gives ``empty`` (nothing in scope)."""
-    statuses = {f.status for f in findings}
+    """error beats fail beats pass (an ``accepted`` failure counts as a pass); no findings gives ``empty``
+    (nothing in scope)."""
+    statuses = {"pass" if f.status == "accepted" else f.status for f in findings}
     if "error" in statuses:
         return "error"
     if "fail" in statuses:

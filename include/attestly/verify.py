@@ -328,7 +328,7 @@ def parse_digest(raw: bytes) -> tuple[dict[str, Any], bytes, str]:
 class ObjectRef:
     """An object a ledger entry records: where, which version, its SHA-256 and the lock it must have."""
 
-    kind: str  # evidence | report | archive | disposal
+    kind: str  # evidence | report | archive | disposal | scan
     seq: int
     key: str
     version_id: str
@@ -389,7 +389,9 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
       ``body.retain_until``; period ``body.period`` (dates, inclusive);
     - ``archive``: the encrypted archive object (``body.manifest.object``, locked until its
       retain_until) and the manifest's evidence item (``body.evidence``); period ``manifest.batch.month``;
-    - ``disposal``: the certificate's evidence item (``body.evidence``), whatever the range.
+    - ``disposal``: the certificate's evidence item (``body.evidence``), whatever the range;
+    - ``scan``: a scanner's raw output (``body.raw``, locked until ``body.retain_until``), whatever the
+      range.
 
     Raises :class:`MalformedDigest` when a reference lacks a field or has the wrong type."""
     kind, seq, body = entry["kind"], int(entry["seq"]), entry["body"]
@@ -424,6 +426,8 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
             refs.append(_ref("evidence", seq, body.get("evidence")))
     elif kind == "disposal" and "evidence" in body:
         refs.append(_ref("evidence", seq, body.get("evidence")))
+    elif kind == "scan":
+        refs.append(_ref(kind, seq, body.get("raw"), body.get("retain_until")))
     return refs
 
 

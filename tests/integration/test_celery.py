@@ -89,7 +89,7 @@ def test_two_celery_workers_collect_an_organisation_and_survive_a_killed_worker(
         tmp_path / "policy",
         include_ous=[org.ous["celery"]],
         regions=REGIONS,
-        collection="collection:\n  max_tasks: 10\n  max_parallel: 4",
+        collection="collection:\n  accounts_per_task: 5\n  max_parallel: 4",
     )
     recreate_database("attestly")
     bucket = f"celery-{uuid.uuid4().hex[:10]}"

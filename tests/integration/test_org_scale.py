@@ -187,7 +187,7 @@ def test_dags_test_collects_every_account_in_bounded_mapped_tasks(
         tmp_path / "policy",
         include_ous=[org.ous["eng"], org.ous["sandbox"]],
         regions=["us-east-1"],
-        collection="collection:\n  max_tasks: 3\n  max_parallel: 6",
+        collection="collection:\n  accounts_per_task: 3\n  max_parallel: 6",
     )
     members = sorted(set(org.ids("eng", "sandbox")) - {org.accounts["sandbox"][0]})
     run = dags_test("evidence_collection", TODAY, env={"ATTESTLY_POLICY_DIR": str(policy_dir)})

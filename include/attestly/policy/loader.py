@@ -206,6 +206,18 @@ def check_policy_cli(directory: Path | str | None = None, as_json: bool = False)
             f"(role {org['member_role_name']}; OUs {', '.join(org['include_ous']) or 'all'}; "
             f"regions {', '.join(org['regions'])})"
         )
+    cov = summary.get("scanners", {}).get("prowler")
+    if cov:
+        lacking = cov["controls_mapped_but_not_in_policy"]
+        unmapped = cov["checks_mapping_to_no_control"]
+        print(
+            f"  prowler {cov['prowler_version']}: {cov['checks']} checks in scope, "
+            f"{cov['checks_mapped_to_policy_controls']} evidence policy controls; Prowler maps checks to "
+            f"{len(lacking)} control(s) the policy lacks"
+            + (f" ({', '.join(lacking[:8])}{', ...' if len(lacking) > 8 else ''})" if lacking else "")
+            + f"; {len(unmapped)} check(s) map to no control"
+            + (f" ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''})" if unmapped else "")
+        )
     print(f"  fingerprint: {summary['fingerprint']}")
     return 0
 

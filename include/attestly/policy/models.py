@@ -710,13 +710,111 @@ class AwsOrganization(_Model):
 
 
 class AwsCollection(_Model):
-    """How ``evidence_collection`` spreads the work: at most ``max_tasks`` mapped tasks (Airflow's
-    ``max_map_length`` is 1,024 and every mapped task costs scheduler time), ``accounts_per_task``
-    accounts each (default: as few as that allows), ``max_parallel`` collections at once inside a task."""
+    """How ``evidence_collection`` spreads the work: ``accounts_per_task`` accounts per mapped task
+    (each task costs a few seconds of start-up, so a task should have work worth it), but never more than
+    ``max_tasks`` tasks (Airflow's ``max_map_length`` is 1,024 and every mapped task costs scheduler
+    time): beyond that the groups grow. ``max_parallel`` collections run at once inside a task."""
 
     max_tasks: Annotated[StrictInt, Field(ge=1, le=1024)] = 256
-    accounts_per_task: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    accounts_per_task: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
     max_parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 8
+
+
+def _prowler_check(value: str) -> str:
+    from attestly.scanners.mapping import prowler_mappings
+
+    known = prowler_mappings()["all_checks"]
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(
+            f"{value!r} is not a check of Prowler {prowler_mappings()['prowler_version']}{hint}", value
+        )
+    return value
+
+
+def _prowler_service(value: str) -> str:
+    from attestly.scanners.mapping import prowler_mappings
+
+    services = sorted({c.split("_", 1)[0] for c in prowler_mappings()["all_checks"]})
+    if value not in services:
+        close = difflib.get_close_matches(value, services, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(f"{value!r} is not a Prowler AWS service{hint}", value)
+    return value
+
+
+ProwlerCheck = Annotated[StrictStr, AfterValidator(_prowler_check)]
+ProwlerService = Annotated[StrictStr, AfterValidator(_prowler_service)]
+
+
+class ProwlerSource(_Model):
+    """Prowler, run per account through the same audit role, scoped by ``services`` or ``checks`` (not
+    both: Prowler refuses it), minus ``excluded_checks``, skipping ``exclude_accounts``."""
+
+    enabled: StrictBool = False
+    services: Annotated[tuple[ProwlerService, ...], Unique] = ()
+    checks: Annotated[tuple[ProwlerCheck, ...], Unique] = ()
+    excluded_checks: Annotated[tuple[ProwlerCheck, ...], Unique] = ()
+    exclude_accounts: Annotated[tuple[AccountId, ...], Unique] = ()
+    timeout_minutes: Annotated[StrictInt, Field(ge=1, le=720)] = 120
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ProwlerSource:
+        if self.services and self.checks:
+            raise PydanticCustomError(
+                "prowler_scope",
+                "give services or checks, not both (Prowler refuses --services with --checks)",
+                {},
+            )
+        return self
+
+
+class SecurityHubSource(_Model):
+    """AWS Security Hub's control findings: read in each account and region (``per_account``), or once
+    from the delegated administrator's aggregation region (``aggregator``: ``aggregator_role_arn`` and
+    ``aggregator_region``)."""
+
+    enabled: StrictBool = False
+    mode: Literal["per_account", "aggregator"] = "per_account"
+    aggregator_role_arn: Annotated[StrictStr, AfterValidator(_role_arn)] | None = None
+    aggregator_region: Region | None = None
+    endpoint_url: EndpointUrl = ""
+
+    @model_validator(mode="after")
+    def _aggregator(self) -> SecurityHubSource:
+        if self.mode == "aggregator" and not (self.aggregator_role_arn and self.aggregator_region):
+            raise PydanticCustomError(
+                "aggregator", "mode aggregator needs aggregator_role_arn and aggregator_region", {}
+            )
+        return self
+
+
+class Sources(_Model):
+    prowler: ProwlerSource = Field(default_factory=ProwlerSource)
+    security_hub: SecurityHubSource = Field(default_factory=SecurityHubSource)
+
+
+class AcceptedRisk(_Model):
+    """A failure the organisation has decided to accept: which source check (``check``, a pattern on the
+    evidence collector id such as ``prowler.s3_bucket_no_mfa_delete`` or ``securityhub.S3.*``), which
+    resources (``resource`` pattern) in which ``accounts`` (all when empty), why, who approved it and
+    until when. Until ``expires`` (inclusive) matching failures are recorded as accepted exceptions —
+    listed in the reports, never dropped; from the next day on they are failures again."""
+
+    check: Text
+    resource: Text = "*"
+    accounts: Annotated[tuple[AccountId, ...], Unique] = ()
+    reason: Text
+    approver: Text
+    expires: date
+
+    def covers(self, *, collector: str, resource: str, account: str) -> bool:
+        return (
+            fnmatch.fnmatchcase(collector, self.check)
+            and fnmatch.fnmatchcase(resource, self.resource)
+            and (not self.accounts or account in self.accounts)
+        )
 
 
 class AwsPolicy(_Model):
@@ -728,6 +826,8 @@ class AwsPolicy(_Model):
     organization: AwsOrganization | None = None
     exclude_regions: Annotated[tuple[Region, ...], Unique] = ()
     collection: AwsCollection = Field(default_factory=AwsCollection)
+    sources: Sources = Field(default_factory=Sources)
+    accepted_risks: tuple[AcceptedRisk, ...] = ()
     object_lock_required_buckets: Annotated[tuple[Text, ...], Unique] = ()
     admin_ports: Annotated[tuple[Port, ...], Unique] = ()
     database_ports: Annotated[tuple[Port, ...], Unique] = ()
@@ -798,6 +898,15 @@ class Policy(_Model):
         """Controls of one framework, in file order."""
         return [c for c in self.controls.values() if c.framework == framework]
 
+    def _source_coverage(self) -> dict[str, Any]:
+        """What the enabled scanners can evidence against this policy (see scanners.mapping.coverage)."""
+        from attestly.scanners.mapping import coverage
+
+        prowler = self.aws.sources.prowler
+        if not prowler.enabled:
+            return {}
+        return {"prowler": coverage(self.controls, services=prowler.services)}
+
     def summary(self) -> dict[str, Any]:
         """Counts for ``attestly policy check``: controls per framework, classes, sources, accounts."""
         per_framework = {f: len(self.controls_for_framework(f)) for f in FRAMEWORKS}
@@ -808,6 +917,7 @@ class Policy(_Model):
             "retention_classes": [c.name for c in self.retention.classes],
             "sources": self.sources.source_names,
             "accounts": [{"id": a.id, "name": a.name, "regions": list(a.regions)} for a in self.aws.accounts],
+            "scanners": self._source_coverage(),
             "organization": (
                 {
                     "management_role_arn": self.aws.organization.management_role_arn,

@@ -61,8 +61,13 @@ class BuildContext:
 
 def assess_all(policy: Policy, snapshot: Snapshot) -> dict[str, Assessment]:
     """Every policy control assessed over the snapshot's period (mapped controls need their status too)."""
+    index = snapshot.index
     return {
-        cid: snapshot.index.assess(control_id=cid, collectors=list(c.collectors))
+        cid: index.assess(
+            control_id=cid,
+            collectors=list(c.collectors),
+            optional=index.source_collectors(cid, exclude=c.collectors),
+        )
         for cid, c in policy.controls.items()
     }
 
@@ -186,6 +191,68 @@ def _exceptions(ctx: BuildContext, a: Assessment) -> list[dict[str, Any]]:
     return out
 
 
+def _accepted(ctx: BuildContext, a: Assessment) -> list[dict[str, Any]]:
+    """Failures the policy accepts (unexpired accepted risks): each with who accepted it, until when and
+    why (in the finding's detail), and the days it was seen — listed, never dropped."""
+    index = ctx.snapshot.index
+    recs = [index.by_seq[s] for s in a.evidence_seqs() if index.by_seq[s].finding_counts.get("accepted")]
+    if not recs:
+        return []
+    findings = ctx.reader.findings(recs)
+    groups: dict[tuple[str, str, str, str], set[date]] = {}
+    for rec in recs:
+        for f in findings.get(rec.seq, []):
+            if f.status == "accepted":
+                key = (rec.collector, scope_label(rec.scope), f.resource, f.detail)
+                groups.setdefault(key, set()).update(_item_days(ctx, rec))
+    return [
+        {
+            "collector": c,
+            "scope": sc,
+            "resource": res,
+            "detail": det,
+            "day_ranges": day_ranges(ds),
+            "day_count": len(ds),
+        }
+        for (c, sc, res, det), ds in sorted(groups.items())
+    ]
+
+
+def _disagreements(ctx: BuildContext, a: Assessment) -> list[dict[str, Any]]:
+    """Days where a native collector and a source check testing the same property (see
+    ``scanners.mapping.NATIVE_EQUIVALENTS``) report on the same account and disagree — one passes, the
+    other fails."""
+    from attestly.scanners.mapping import NATIVE_EQUIVALENTS
+
+    index = ctx.snapshot.index
+
+    def by_account(collector: str, day: date) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for rec in index.items(collector, day):
+            account = str(rec.scope.get("account", ""))
+            if account and rec.result in ("pass", "fail"):
+                out.setdefault(account, set()).add(rec.result)
+        return out
+
+    def verdict(results: set[str]) -> str:
+        return "fail" if "fail" in results else "pass"
+
+    groups: dict[tuple[str, str, str, str, str], list[date]] = {}
+    for native in a.collectors:
+        for twin in NATIVE_EQUIVALENTS.get(native, ()):
+            for d in a.days:
+                mine, theirs = by_account(native, d.day), by_account(twin, d.day)
+                for account in sorted(set(mine) & set(theirs)):
+                    ours, other = verdict(mine[account]), verdict(theirs[account])
+                    if ours != other:
+                        groups.setdefault((account, native, ours, twin, other), []).append(d.day)
+    return [
+        {"account": acc, "native": n, "native_result": nr, "source": t, "source_result": tr,
+         "day_ranges": day_ranges(ds), "day_count": len(ds)}
+        for (acc, n, nr, t, tr), ds in sorted(groups.items())
+    ]  # fmt: skip
+
+
 def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     index = ctx.snapshot.index
     out: dict[str, Any] = {}
@@ -223,6 +290,18 @@ def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) 
             "quiet_day_count": len(quiet),
             "workflow": EVENT_COLLECTORS.get(collector, ""),
         }
+    return out
+
+
+def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
+    """The policy's collectors one by one, and the source checks as one row (worst status first)."""
+    out = {c.collector: c.status for c in cells if c.collector not in a.optional}
+    extra = [c.status for c in cells if c.collector in a.optional]
+    if extra:
+        for status in ("error", "fail", "pass", "not_assessed", "missing"):
+            if status in extra:
+                out[f"scanner checks ({len(extra)})"] = status
+                break
     return out
 
 
@@ -273,11 +352,14 @@ def build_control_report(
             {
                 "date": d.day.isoformat(),
                 "status": d.status,
-                "collectors": {c.collector: c.status for c in d.cells},
+                "collectors": _day_collectors(a, d.cells),
             }
             for d in a.days
         ],
+        "source_checks": list(a.optional),
         "exceptions": _exceptions(ctx, a),
+        "accepted": _accepted(ctx, a),
+        "disagreements": _disagreements(ctx, a),
         "no_evidence_days": day_ranges(a.days_with("no_evidence")),
         "not_assessed_days": day_ranges(a.days_with("not_assessed")),
         "missing": [

@@ -272,16 +272,19 @@ class Assessment:
     days: tuple[Day, ...]
     status: ControlStatus
     counts: Mapping[str, int] = field(default_factory=dict)
+    #: Source checks (scanners) with evidence mapped to the control: their failures are exceptions, but a
+    #: day without a scan is not "no evidence" (``collectors`` are the policy's, and they are required).
+    optional: tuple[str, ...] = ()
 
     def days_with(self, status: DayStatus) -> list[date]:
         return [d.day for d in self.days if d.status == status]
 
     def missing(self) -> dict[str, list[date]]:
-        """Per collector, the days it had no evidence."""
+        """Per required collector, the days it had no evidence."""
         out: dict[str, list[date]] = {}
         for d in self.days:
             for c in d.cells:
-                if c.status == "missing":
+                if c.status == "missing" and c.collector not in self.optional:
                     out.setdefault(c.collector, []).append(d.day)
         return out
 
@@ -306,8 +309,12 @@ def cell_status(results: Iterable[str]) -> CellStatus:
     return "missing"
 
 
-def day_status(cells: Sequence[Cell]) -> DayStatus:
-    statuses = {c.status for c in cells}
+def day_status(cells: Sequence[Cell], optional: Iterable[str] = ()) -> DayStatus:
+    """Exception if any cell failed; else no evidence if a required cell has none; else not assessed if a
+    required cell is only not-applicable; else effective. Optional cells (source checks) count only when
+    they fail."""
+    skip = set(optional)
+    statuses = {c.status for c in cells if c.collector not in skip or c.status in ("fail", "error")}
     if statuses & {"fail", "error"}:
         return "exception"
     if not cells or "missing" in statuses:
@@ -369,19 +376,35 @@ class EvidenceIndex:
                 return Cell(collector, day, "error" if failed else "pass", runs=tuple(r.seq for r in runs))
         return Cell(collector, day, status, items=tuple(r.seq for r in items))
 
-    def assess(self, *, control_id: str, collectors: Sequence[str]) -> Assessment:
+    def source_collectors(self, control_id: str, exclude: Iterable[str] = ()) -> list[str]:
+        """Collectors (other than ``exclude``) whose evidence in the period names ``control_id`` — the
+        scanners' checks, mapped to controls by the sources' own mappings."""
+        skip = set(exclude)
+        return sorted(
+            {
+                r.collector
+                for r in self.by_seq.values()
+                if control_id in r.controls and r.collector not in skip
+            }
+        )
+
+    def assess(
+        self, *, control_id: str, collectors: Sequence[str], optional: Sequence[str] = ()
+    ) -> Assessment:
         days: list[Day] = []
+        every = [*collectors, *optional]
         for d in self.period.days:
-            cells = tuple(self.cell(c, d) for c in collectors)
-            days.append(Day(d, day_status(cells), cells))
+            cells = tuple(self.cell(c, d) for c in every)
+            days.append(Day(d, day_status(cells, optional), cells))
         counts: dict[str, int] = {s: sum(1 for d in days if d.status == s) for s in DAY_STATUSES}
         return Assessment(
             control_id=control_id,
-            collectors=tuple(collectors),
+            collectors=tuple(every),
             period=self.period,
             days=tuple(days),
             status=control_status(d.status for d in days),
             counts=counts,
+            optional=tuple(optional),
         )
 
 

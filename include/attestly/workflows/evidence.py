@@ -181,11 +181,19 @@ def collect_accounts(group: dict[str, Any], context: Any) -> dict[str, Any]:
     the task — only this one — when an item is an ``error``, after recording everything."""
     from attestly.collectors.aws.batch import collect_accounts as run
     from attestly.policy import AWS_COLLECTORS, load_policy
+    from attestly.scanners.normalize import is_backfill
+    from attestly.workflows.scanners import security_hub_per_account, security_hub_scope_controls
 
     policy = load_policy()
     population = _load_population(group["population"])
     accounts = population.accounts[int(group["from"]) : int(group["to"])]
     start, end = interval(context)
+    # The one wall-clock read: whether present state can still speak for this interval.
+    observed_at = datetime.now(UTC)
+    hub = policy.aws.sources.security_hub
+    per_account_hub = (
+        hub.enabled and hub.mode == "per_account" and not is_backfill(observed_at=observed_at, period_end=end)
+    )
     recorder = _Recorder()
     try:
         recorded = run(
@@ -194,12 +202,19 @@ def collect_accounts(group: dict[str, Any], context: Any) -> dict[str, Any]:
             controls_for=policy.controls_for_collector,
             period_start=start,
             period_end=end,
-            # The one wall-clock read: whether present state can still speak for this interval.
-            observed_at=datetime.now(UTC),
+            observed_at=observed_at,
             params=aws_params(),
             record=recorder,
             airflow=airflow_context(context),
             max_parallel=policy.aws.collection.max_parallel,
+            extra=(
+                security_hub_per_account(
+                    policy, start=start, end=end, observed_at=observed_at, context=context
+                )
+                if per_account_hub
+                else None
+            ),
+            extra_controls=security_hub_scope_controls(policy) if per_account_hub else (),
         )
     finally:
         recorder.close()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from attestly.collectors.aws import REGISTRY, run_collector
-from attestly.collectors.aws._common import GLOBAL_REGION
+from attestly.collectors.aws._common import GLOBAL_REGION, error_code, error_message
 from attestly.collectors.aws.population import ALL_ENABLED, PopulationAccount
 from attestly.evidence import AirflowContext, EvidenceItem, Finding
 
@@ -65,46 +65,57 @@ def units_of(account: PopulationAccount, collectors: Sequence[str]) -> list[Unit
     return out
 
 
+class _SharedClients:
+    """What a collector sees as its session: ``client()`` hands out the account's clients, made once per
+    (service, region, endpoint) and shared by the threads (botocore clients are thread-safe; sessions
+    are not, and making a client costs far more than a call)."""
+
+    def __init__(self, owner: _Credentials, region: str) -> None:
+        self._owner = owner
+        self.region_name = region
+
+    def client(self, service_name: str, region_name: str | None = None, **kwargs: Any) -> Any:
+        return self._owner.client(service_name, region_name or self.region_name, **kwargs)
+
+
 class _Credentials:
-    """One assumed-role session per account, made once (thread-safe), handing out a fresh boto3 session
-    per collection."""
+    """One account: its audit role assumed once (thread-safe), its clients made once and shared."""
 
     def __init__(self, account: PopulationAccount, *, aws_conn_id: str) -> None:
         self.account = account
         self.aws_conn_id = aws_conn_id
         self._lock = threading.Lock()
-        self._creds: Any = None
+        self._session: EndpointSession | None = None
         self._error: BaseException | None = None
+        self._clients: dict[tuple[str, str, str], Any] = {}
 
-    def session(self, region: str) -> EndpointSession:
-        from attestly.collectors.aws._session import EndpointSession, assume_role_session
+    def session(self, region: str) -> _SharedClients:
+        from attestly.collectors.aws._session import assume_role_session
 
         with self._lock:
-            if self._creds is None and self._error is None:
+            if self._session is None and self._error is None:
                 try:
-                    base = assume_role_session(
+                    self._session = assume_role_session(
                         aws_conn_id=self.aws_conn_id,
                         role_arn=self.account.role_arn,
                         session_name="attestly-collect",
                         region_name=region,
                         endpoint_url=self.account.endpoint_url,
                     )
-                    self._creds = (
-                        base.get_credentials().get_frozen_credentials(),
-                        base.attestly_endpoint_url,
-                    )
                 except BaseException as exc:
                     self._error = exc
             if self._error is not None:
                 raise self._error
-        creds, endpoint = self._creds
-        return EndpointSession(
-            endpoint_url=endpoint,
-            aws_access_key_id=creds.access_key,
-            aws_secret_access_key=creds.secret_key,
-            aws_session_token=creds.token,
-            region_name=region,
-        )
+        return _SharedClients(self, region)
+
+    def client(self, service_name: str, region: str, **kwargs: Any) -> Any:
+        key = (service_name, region, repr(sorted(kwargs.items())))
+        with self._lock:
+            made = self._clients.get(key)
+            if made is None:
+                assert self._session is not None
+                made = self._clients[key] = self._session.client(service_name, region_name=region, **kwargs)
+            return made
 
 
 def _unreachable_items(
@@ -157,9 +168,16 @@ def collect_accounts(
     aws_conn_id: str = "aws_default",
     airflow: AirflowContext | None = None,
     max_parallel: int = 8,
+    extra: Callable[[PopulationAccount, str, Any], list[EvidenceItem]] | None = None,
+    extra_name: str = "securityhub.findings",
+    extra_controls: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Collect and record every (collector, region) of ``accounts``; returns what ``record`` returned,
-    in a stable order (account, collector, region). ``record`` is called from worker threads."""
+    in a stable order (account, collector, region). ``record`` is called from worker threads.
+
+    ``extra`` (optional) reads another source per account and region with the account's shared clients
+    — Security Hub's findings — and returns its evidence items; when it raises, an ``error`` item
+    ``extra_name`` for ``extra_controls`` records exactly that scope."""
     results: dict[tuple[str, str, str], dict[str, Any]] = {}
     work: list[tuple[Unit, _Credentials]] = []
     for account in accounts:
@@ -172,8 +190,41 @@ def collect_accounts(
             continue
         creds = _Credentials(account, aws_conn_id=aws_conn_id)
         work.extend((u, creds) for u in units_of(account, collectors))
+        if extra is not None:
+            work.extend((Unit(account, extra_name, r), creds) for r in account.regions)
 
-    def run(unit: Unit, creds: _Credentials) -> dict[str, Any]:
+    def run_extra(unit: Unit, creds: _Credentials) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
+        assert extra is not None
+        try:
+            items = extra(unit.account, unit.region, creds.session(unit.region))
+        except Exception as exc:  # exactly this account and region
+            if not extra_controls:
+                raise
+            items = [
+                EvidenceItem(
+                    collector=extra_name,
+                    controls=tuple(extra_controls),
+                    period_start=period_start,
+                    period_end=period_end,
+                    scope={"account": unit.account.id, "region": unit.region},
+                    retroactive=False,
+                    result="error",
+                    findings=(
+                        Finding(
+                            resource=f"{extra_name}:{unit.account.id}:{unit.region}",
+                            status="error",
+                            detail=f"{error_code(exc)}: {error_message(exc)}",
+                        ),
+                    ),
+                    data={"error_code": error_code(exc)},
+                    airflow=airflow,
+                )
+            ]
+        return [((unit.account.id, i.collector, unit.region), record(i)) for i in items]
+
+    def run(unit: Unit, creds: _Credentials) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
+        if unit.collector == extra_name:
+            return run_extra(unit, creds)
         item = run_collector(
             unit.target(),
             controls=controls_for(unit.collector),
@@ -185,14 +236,14 @@ def collect_accounts(
             airflow=airflow,
             session_factory=lambda: creds.session(unit.api_region),
         )
-        return record(item)
+        return [((unit.account.id, unit.collector, unit.region), record(item))]
 
     if work:
         with ThreadPoolExecutor(
             max_workers=max(1, min(max_parallel, len(work))), thread_name_prefix="collect"
         ) as pool:
-            futures = {pool.submit(run, u, c): u for u, c in work}
+            futures = [pool.submit(run, u, c) for u, c in work]
             for future in as_completed(futures):
-                u = futures[future]
-                results[(u.account.id, u.collector, u.region)] = future.result()
+                for key, value in future.result():
+                    results[key] = value
     return [results[k] for k in sorted(results)]

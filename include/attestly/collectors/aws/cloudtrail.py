@@ -1,7 +1,8 @@
 """CloudTrail collector (per account x region).
 
 Resources: ``cloudtrail:<account>:<region>:trail/<name>`` for each trail visible in the region
-(including multi-region trails homed elsewhere), ``cloudtrail:<account>:<region>`` when there is none.
+(including multi-region trails homed elsewhere: its log file validation), and
+``cloudtrail:<account>:<region>`` (the region's coverage by a multi-region logging trail).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from attestly.collectors.aws._common import (
     CollectorSpec,
     bad,
     ok,
-    skip,
 )
 from attestly.evidence import Finding
 
@@ -25,37 +25,44 @@ if TYPE_CHECKING:
 def multi_region_trail(
     session: Session, *, region: str, account_id: str, params: Mapping[str, Any]
 ) -> CollectorResult:
-    """At least one trail covering the region is multi-region, logging (``get_trail_status``) and has
-    log file validation. Qualifying trails pass; when one qualifies, the others are
-    ``not_applicable``, otherwise each fails with its shortfalls; no trail at all fails."""
+    """Two requirements, each judged on its own:
+
+    * every trail visible in the region has log file validation on (CIS AWS 3.2): a trail without it
+      fails, whatever other trails do;
+    * the region is covered by at least one multi-region trail that is logging (``get_trail_status``):
+      the resource ``cloudtrail:<account>:<region>`` passes naming that trail, or fails.
+    """
     ct = session.client("cloudtrail", region_name=region)
     trails = ct.describe_trails(includeShadowTrails=True).get("trailList") or []
-    checked: list[tuple[str, list[str]]] = []
-    for trail in trails:
-        status = ct.get_trail_status(Name=trail.get("TrailARN") or trail["Name"])
-        problems = []
-        if not trail.get("IsMultiRegionTrail"):
-            problems.append("not multi-region")
-        if not status.get("IsLogging"):
-            problems.append("not logging")
-        if not trail.get("LogFileValidationEnabled"):
-            problems.append("log file validation off")
-        checked.append((f"cloudtrail:{account_id}:{region}:trail/{trail['Name']}", problems))
-    covered = any(not problems for _, problems in checked)
     findings: list[Finding] = []
-    for res, problems in checked:
-        if not problems:
-            findings.append(ok(res, "multi-region, logging, log file validation on"))
-        elif covered:
-            findings.append(skip(res, "; ".join(problems) + " (another trail meets the requirement)"))
+    covering: list[str] = []
+    for trail in trails:
+        name = trail["Name"]
+        status = ct.get_trail_status(Name=trail.get("TrailARN") or name)
+        res = f"cloudtrail:{account_id}:{region}:trail/{name}"
+        scope = "multi-region" if trail.get("IsMultiRegionTrail") else "single-region"
+        logging = "logging" if status.get("IsLogging") else "not logging"
+        if trail.get("IsMultiRegionTrail") and status.get("IsLogging"):
+            covering.append(name)
+        if trail.get("LogFileValidationEnabled"):
+            findings.append(ok(res, f"log file validation on ({scope}, {logging})"))
         else:
-            findings.append(bad(res, "; ".join(problems)))
-    if not checked:
-        findings.append(bad(f"cloudtrail:{account_id}:{region}", "no trail covers this region"))
-    data = {
-        "trails": len(checked),
-        "qualifying": sorted(res.rsplit("/", 1)[1] for res, problems in checked if not problems),
-    }
+            findings.append(bad(res, f"log file validation off ({scope}, {logging}; CIS AWS 3.2)"))
+    region_res = f"cloudtrail:{account_id}:{region}"
+    if covering:
+        findings.append(
+            ok(region_res, f"covered by multi-region logging trail(s): {', '.join(sorted(covering))}")
+        )
+    else:
+        findings.append(
+            bad(
+                region_res,
+                "no multi-region trail that is logging covers this region"
+                if trails
+                else "no trail covers this region",
+            )
+        )
+    data = {"trails": len(trails), "covering": sorted(covering)}
     return findings, data
 
 

@@ -26,13 +26,14 @@ def key_rotation(
     """Customer-managed symmetric encryption keys (KMS-generated key material) that are ``Enabled``
     must have automatic rotation on. AWS-managed keys are skipped (no finding); other customer keys
     (disabled, pending deletion, asymmetric, HMAC, imported or custom-key-store material) are
-    ``not_applicable``."""
+    ``not_applicable``. Optional fields a response omits take AWS's documented defaults
+    (:func:`with_documented_defaults`), never "not applicable"."""
     kms = session.client("kms", region_name=region)
     findings: list[Finding] = []
     aws_managed = 0
     for entry in paginate(kms, "list_keys", "Keys"):
         key_id = entry["KeyId"]
-        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        meta = with_documented_defaults(kms.describe_key(KeyId=key_id)["KeyMetadata"])
         if meta.get("KeyManager") == "AWS":
             aws_managed += 1
             continue
@@ -50,6 +51,21 @@ def key_rotation(
         else:
             findings.append(bad(res, "automatic rotation disabled"))
     return findings, summary(findings, aws_managed_keys_skipped=aws_managed)
+
+
+def with_documented_defaults(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``KeyMetadata`` with AWS's documented defaults for the optional fields a response may omit: a key
+    created without them is a symmetric encryption key (``KeyUsage`` ENCRYPT_DECRYPT, ``KeySpec``
+    SYMMETRIC_DEFAULT) with KMS-generated material (``Origin`` AWS_KMS). ``KeyManager`` and ``KeyState``
+    are always returned by AWS; when absent the key is treated as the customer's and as ``Enabled`` (when
+    ``Enabled`` is not false), so it is checked rather than skipped — the safe reading for a control."""
+    out = dict(meta)
+    out.setdefault("KeyUsage", "ENCRYPT_DECRYPT")
+    out["KeySpec"] = meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+    out.setdefault("Origin", "AWS_KMS")
+    out.setdefault("KeyManager", "CUSTOMER")
+    out.setdefault("KeyState", "Enabled" if meta.get("Enabled", True) else "Disabled")
+    return out
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (CollectorSpec("kms.key_rotation", "kms", "region", key_rotation),)
