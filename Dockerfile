@@ -21,6 +21,15 @@ USER airflow
 COPY --chown=airflow:0 requirements.txt /opt/attestly/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/attestly/requirements.txt
 
+# Prowler in its own virtual environment (it pins boto3, pandas and pydantic against Airflow's), from the
+# fully pinned requirements-prowler.txt; tasks find it at /opt/prowler/bin/prowler.
+COPY --chown=airflow:0 requirements-prowler.txt /opt/attestly/requirements-prowler.txt
+USER root
+RUN python -m venv /opt/prowler \
+ && /opt/prowler/bin/pip install --no-cache-dir --no-deps -r /opt/attestly/requirements-prowler.txt \
+ && chown -R airflow:0 /opt/prowler
+USER airflow
+
 # The project, installed as in `make setup` (editable, so dags/, plugins/, include/policy and templates
 # are found next to the package: ATTESTLY_PROJECT_DIR).
 COPY --chown=airflow:0 pyproject.toml /opt/attestly/pyproject.toml

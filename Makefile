@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.attestly-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps system-deps-runtime demo airflow test test-all test-unit test-integration lint fixes bench stop clean
+.PHONY: help setup setup-prowler system-deps system-deps-runtime demo airflow test test-all test-unit test-integration lint fixes bench stop clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -18,6 +18,16 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the pinned requirements and the package
+
+# Prowler in its own virtual environment (it pins boto3, pandas and pydantic against Airflow's): ~2 minutes
+# and 2.3 GB, so only what runs it asks for it (the demo, the slow tests, the benchmark), not `make test`.
+PROWLER_STAMP := .venv-prowler/.attestly-installed
+$(PROWLER_STAMP): requirements-prowler.txt
+	@test -d .venv-prowler || $(PYTHON) -m venv .venv-prowler
+	.venv-prowler/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements-prowler.txt
+	@touch $(PROWLER_STAMP)
+
+setup-prowler: $(PROWLER_STAMP) ## install Prowler in .venv-prowler from requirements-prowler.txt
 
 # Debian packages. RUNTIME: what the product needs to render reports reproducibly (WeasyPrint's Pango,
 # HarfBuzz subsetting — without it fonts are subset by fontTools, which stamps the clock into every PDF —
@@ -33,7 +43,7 @@ system-deps: ## install the Debian packages the product and its tests need (when
 system-deps-runtime:
 	@bash scripts/system-deps.sh $(RUNTIME_DEBS)
 
-demo: setup system-deps-runtime ## the whole cycle on the embedded local stack
+demo: setup system-deps-runtime setup-prowler ## the whole cycle on the embedded local stack
 	$(BIN)/attestly demo
 
 EXECUTOR ?= local
@@ -45,7 +55,7 @@ airflow: setup system-deps-runtime ## run Airflow on the local stack (EXECUTOR=c
 test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
 	$(BIN)/pytest -m "not slow" --durations=10
 
-test-all: setup system-deps ## everything, including the ~10-minute scheduler-driven backfill
+test-all: setup system-deps setup-prowler ## everything, including the ~10-minute scheduler-driven backfill
 	$(BIN)/pytest
 
 test-unit: setup
@@ -63,7 +73,7 @@ fixes: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup ## benchmarks against same-run baselines; writes bench/results/latest.json
+bench: setup setup-prowler ## benchmarks against same-run baselines; writes bench/results/latest.json
 	$(BIN)/python -m bench
 
 stop: ## stop every process the local stack started

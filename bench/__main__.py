@@ -27,6 +27,7 @@ BENCHES: list[tuple[str, str, dict[str, Any]]] = [
     ("quality", "bench.bench_quality", {"quick": QUICK}),
     ("archive", "bench.bench_archive", {"quick": QUICK}),
     ("collection", "bench.bench_collection", {"quick": QUICK}),
+    ("scanners", "bench.bench_scanners", {"quick": QUICK}),
 ]
 
 
