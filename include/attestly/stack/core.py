@@ -361,12 +361,17 @@ def up(*, quiet: bool = False, migrate_airflow: bool = True) -> dict[str, Any]:
                 table.remove("postgres")
             postgres.init_cluster(p.pgdata, superuser_password=_secrets(p)["pg:postgres"])
             port = int(st["ports"]["postgres"])
-            if procs.port_open(port):
+            adopted = postgres.running(p.pgdata, port=port) if procs.port_open(port) else None
+            if adopted is not None:
+                say(f"adopting the PostgreSQL already serving {p.pgdata} on 127.0.0.1:{port}")
+                table.add(procs.Proc.of("postgres", adopted.pid, str(p.pg_log)))
+            elif procs.port_open(port):
                 raise StackError(
                     f"port {port} (PostgreSQL) is taken by another process; remove {p.state} to pick a new one"
                 )
-            say(f"starting PostgreSQL on 127.0.0.1:{port}")
-            table.add(postgres.start(p.pgdata, port=port, socket_dir=p.socket_dir, log=p.pg_log))
+            else:
+                say(f"starting PostgreSQL on 127.0.0.1:{port}")
+                table.add(postgres.start(p.pgdata, port=port, socket_dir=p.socket_dir, log=p.pg_log))
     _bootstrap_databases(srv, _secrets(p))
     from attestly.db import migrate
 
@@ -420,6 +425,12 @@ def _ensure_process(
         procs.stop(existing)
         table.remove(name)
     if procs.port_open(port):
+        own = procs.find_by_argv(argv)
+        if own is not None:
+            # Our own server (same command line, same port) whose table entry a crash lost: adopt it.
+            say(f"adopting the {name} already serving 127.0.0.1:{port} (pid {own})")
+            table.add(procs.Proc.of(name, own, str(log)))
+            return
         raise StackError(
             f"port {port} ({name}) is taken by another process; remove stack.json to pick a new one"
         )

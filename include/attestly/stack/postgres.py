@@ -119,9 +119,24 @@ def start(pgdata: Path, *, port: int, socket_dir: Path, log: Path) -> Proc:
         log=None,
     )
     pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    return Proc.of("postgres", pid, str(log))
+
+
+def running(pgdata: Path, *, port: int) -> Proc | None:
+    """The postmaster already serving this data directory on ``port``, if any (from ``postmaster.pid``:
+    pid, data directory, start time, port). Lets ``up`` adopt its own server after a crash lost the
+    process table entry, instead of refusing the port as someone else's."""
     import psutil
 
-    return Proc(name="postgres", pid=pid, create_time=psutil.Process(pid).create_time(), log=str(log))
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, datadir, listen_port = int(lines[0]), lines[1], int(lines[3])
+        proc = psutil.Process(pid)
+        if Path(datadir).resolve() != pgdata.resolve() or listen_port != port or "postgres" not in proc.name():
+            return None
+        return Proc.of("postgres", pid, "")
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
 
 
 def stop(pgdata: Path) -> None:

@@ -18,19 +18,42 @@ from pathlib import Path
 import psutil
 
 
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22).
+
+    Unlike psutil's ``create_time`` (boot time + ticks), it does not move when the wall clock is
+    stepped: on these VMs the clock was seen to step 12 s, after which every recorded process looked
+    dead and ``up`` refused its own ports."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses; fields resume after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 @dataclass(frozen=True)
 class Proc:
     name: str
     pid: int
     create_time: float
     log: str
+    ticks: int | None = None
 
     def alive(self) -> bool:
         try:
             p = psutil.Process(self.pid)
-            return abs(p.create_time() - self.create_time) < 0.5 and p.status() != psutil.STATUS_ZOMBIE
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if self.ticks is not None:
+                return start_ticks(self.pid) == self.ticks
+            return abs(p.create_time() - self.create_time) < 0.5
         except psutil.NoSuchProcess:
             return False
+
+    @classmethod
+    def of(cls, name: str, pid: int, log: str) -> "Proc":
+        return cls(name=name, pid=pid, create_time=psutil.Process(pid).create_time(), log=log, ticks=start_ticks(pid))
 
 
 class ProcTable:
@@ -46,19 +69,50 @@ class ProcTable:
         return {name: Proc(**p) for name, p in raw.items()}
 
     def save(self, procs: dict[str, Proc]) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({k: asdict(v) for k, v in procs.items()}, indent=2))
         tmp.replace(self.path)
 
+    def _locked(self):
+        """An exclusive lock around read-modify-write, so two processes bringing the stack up at once
+        cannot drop each other's entries (a lost entry is a server nobody can stop)."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def lock():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_suffix(".lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+        return lock()
+
     def add(self, proc: Proc) -> None:
-        procs = self.load()
-        procs[proc.name] = proc
-        self.save(procs)
+        with self._locked():
+            procs = self.load()
+            procs[proc.name] = proc
+            self.save(procs)
 
     def remove(self, name: str) -> None:
-        procs = self.load()
-        procs.pop(name, None)
-        self.save(procs)
+        with self._locked():
+            procs = self.load()
+            procs.pop(name, None)
+            self.save(procs)
+
+
+def find_by_argv(argv: list[str]) -> int | None:
+    """The pid of a live process running exactly ``argv`` (the stack's argvs include their port)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.info["cmdline"] == argv and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc.pid
+        except psutil.Error:
+            continue
+    return None
 
 
 def spawn(
@@ -76,7 +130,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    return Proc(name=name, pid=p.pid, create_time=psutil.Process(p.pid).create_time(), log=str(log))
+    return Proc.of(name, p.pid, str(log))
 
 
 def stop(proc: Proc, *, timeout: float = 10.0) -> bool:
