@@ -12,7 +12,9 @@ from attestly.stack import procs
 
 
 def _sleeper(tmp_path):
-    return procs.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "s.log")
+    return procs.spawn(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "s.log"
+    )
 
 
 def test_alive_survives_a_stepped_wall_clock(tmp_path):
@@ -38,7 +40,7 @@ def test_find_by_argv_adopts_exactly_our_command_line(tmp_path):
         while procs.find_by_argv(argv) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert procs.find_by_argv(argv) == child.pid
-        assert procs.find_by_argv(argv[:-1] + ["someone-else"]) is None
+        assert procs.find_by_argv([*argv[:-1], "someone-else"]) is None
     finally:
         child.kill()
         child.wait()

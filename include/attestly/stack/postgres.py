@@ -132,7 +132,11 @@ def running(pgdata: Path, *, port: int) -> Proc | None:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
         pid, datadir, listen_port = int(lines[0]), lines[1], int(lines[3])
         proc = psutil.Process(pid)
-        if Path(datadir).resolve() != pgdata.resolve() or listen_port != port or "postgres" not in proc.name():
+        if (
+            Path(datadir).resolve() != pgdata.resolve()
+            or listen_port != port
+            or "postgres" not in proc.name()
+        ):
             return None
         return Proc.of("postgres", pid, "")
     except (OSError, ValueError, IndexError, psutil.Error):

@@ -6,12 +6,14 @@ belongs to someone else's process is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,8 +54,10 @@ class Proc:
             return False
 
     @classmethod
-    def of(cls, name: str, pid: int, log: str) -> "Proc":
-        return cls(name=name, pid=pid, create_time=psutil.Process(pid).create_time(), log=log, ticks=start_ticks(pid))
+    def of(cls, name: str, pid: int, log: str) -> Proc:
+        return cls(
+            name=name, pid=pid, create_time=psutil.Process(pid).create_time(), log=log, ticks=start_ticks(pid)
+        )
 
 
 class ProcTable:
@@ -73,14 +77,13 @@ class ProcTable:
         tmp.write_text(json.dumps({k: asdict(v) for k, v in procs.items()}, indent=2))
         tmp.replace(self.path)
 
-    def _locked(self):
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock around read-modify-write, so two processes bringing the stack up at once
         cannot drop each other's entries (a lost entry is a server nobody can stop)."""
-        import contextlib
         import fcntl
 
         @contextlib.contextmanager
-        def lock():
+        def lock() -> Iterator[None]:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path.with_suffix(".lock"), "a") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
