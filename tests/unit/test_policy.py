@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,6 +42,10 @@ REQUIRED_CONTROLS = {
     "pci": ["3.2.1", "3.5.1", "8.4.2", "10.2.1", "10.3.3", "10.5.1"],
 }
 
+#: The full catalogs: SOC 2 TSC 2017 (CC1.1-CC9.2, A1.1-A1.3, C1.1-C1.2, PI1.1-PI1.5, P1.1-P8.1), every HIPAA
+#: Security Rule standard and implementation specification of 164.308-164.316, PCI DSS v4.0.1 requirements.
+CATALOG_SIZES = {"soc2": 61, "hipaa": 69, "pci": 250}
+
 BRIEF_COLLECTORS = {
     "iam.mfa_console_users", "iam.root_account", "iam.access_key_age", "iam.inactive_users",
     "iam.password_policy", "iam.admin_policies", "s3.default_encryption", "s3.public_access_block",
@@ -48,7 +53,7 @@ BRIEF_COLLECTORS = {
     "ec2.open_security_groups", "rds.storage_encryption", "rds.backup_retention", "config.recorder",
     "auditdb.authorization_outcomes", "auditdb.authentication_failures", "auditdb.privileged_changes",
     "auditdb.phi_access_without_actor", "auditdb.event_volume",
-    "quality.audit_log", "archive.manifest", "disposal.certificate", "aws.population",
+    "quality.audit_log", "archive.manifest", "disposal.certificate", "aws.population", "archive.restore_test",
 }  # fmt: skip
 
 
@@ -76,6 +81,24 @@ def edit(directory: Path, name: str, old: str, new: str, *, count: int = 1) -> N
     text = path.read_text(encoding="utf-8")
     assert text.count(old) == count, f"{old!r} occurs {text.count(old)} times in {name}"
     path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def control_index(directory: Path, control_id: str) -> int:
+    """Position of ``control_id`` in controls.yaml's ``controls:`` list (as error key paths count)."""
+    ids = re.findall(r"^  - id: (\S+)$", (directory / "controls.yaml").read_text(), flags=re.M)
+    return ids.index(control_id)
+
+
+def edit_control(directory: Path, control_id: str, old: str, new: str) -> None:
+    """Replace ``old`` (exactly once) inside the entry of ``control_id`` only."""
+    path = directory / "controls.yaml"
+    text = path.read_text(encoding="utf-8")
+    start = text.index(f"  - id: {control_id}\n")
+    end = text.find("\n  - id: ", start + 1)
+    end = len(text) if end < 0 else end
+    block = text[start:end]
+    assert block.count(old) == 1, f"{old!r} occurs {block.count(old)} times in the entry of {control_id}"
+    path.write_text(text[:start] + block.replace(old, new) + text[end:], encoding="utf-8")
 
 
 def line_of(directory: Path, name: str, needle: str, *, nth: int = 1) -> int:
@@ -108,11 +131,11 @@ def test_shipped_policy_loads() -> None:
     for framework, refs in REQUIRED_CONTROLS.items():
         ids = {f"{framework}:{r}" for r in refs}
         assert ids <= set(policy.controls), ids - set(policy.controls)
-        assert len(policy.controls_for_framework(framework)) == len(refs)
+    assert {f: len(policy.controls_for_framework(f)) for f in policy.frameworks} == CATALOG_SIZES
     assert set(policy.frameworks) == {"soc2", "hipaa", "pci"}
     assert policy.frameworks["pci"].version == "v4.0.1"
     for control in policy.controls.values():
-        assert control.collectors, control.id
+        assert control.collectors or control.manual, control.id
         assert control.owner.endswith("@example.com")
         assert all(ref in policy.controls for ref in control.maps_to)
         assert all(ref.split(":")[0] != control.framework for ref in control.maps_to)
@@ -234,17 +257,18 @@ def test_unquoted_account_id_is_a_type_error(pdir: Path) -> None:
 
 
 def test_unknown_key_typo(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "    owner: it-ops@example.com\n", "    ownr: it-ops@example.com\n", count=6)
+    edit_control(pdir, "soc2:CC6.2", "    owner: it-ops@example.com\n", "    ownr: it-ops@example.com\n")
+    i = control_index(pdir, "soc2:CC6.2")
     errors = errors_of(pdir)
     typos = [e for e in errors if e.key_path.endswith(".ownr")]
-    assert len(typos) == 6
+    assert len(typos) == 1
     first = typos[0]
     assert first.file == "controls.yaml"
-    assert first.key_path == "controls[1].ownr"
+    assert first.key_path == f"controls[{i}].ownr"
     assert first.line == line_of(pdir, "controls.yaml", "ownr:")
     assert first.value == "it-ops@example.com"
     assert "unknown key 'ownr'" in first.message and "did you mean 'owner'" in first.message
-    missing = [e for e in errors if e.key_path == "controls[1].owner"]
+    missing = [e for e in errors if e.key_path == f"controls[{i}].owner"]
     assert missing and "missing required key 'owner'" in missing[0].message
     assert missing[0].line == line_of(pdir, "controls.yaml", "- id: soc2:CC6.2")
 
@@ -258,67 +282,93 @@ def test_unknown_top_level_key(pdir: Path) -> None:
 
 
 def test_unknown_control_in_maps_to(pdir: Path) -> None:
-    edit(
-        pdir,
-        "controls.yaml",
-        "maps_to: [hipaa:164.312(a)(2)(iv), hipaa:164.312(e)(1), pci:3.5.1]",
-        "maps_to: [hipaa:164.312(a)(2)(iv), hipaa:164.312(e)(1), pci:3.5.9]",
-    )
+    edit_control(pdir, "soc2:CC6.7", "    maps_to: [", "    maps_to: [pci:3.5.9, ")
     err = only_error(pdir)
     assert err.file == "controls.yaml"
     assert err.line == line_of(pdir, "controls.yaml", "pci:3.5.9")
-    assert err.key_path == "controls[4].maps_to[2]"
+    assert err.key_path == f"controls[{control_index(pdir, 'soc2:CC6.7')}].maps_to[0]"
     assert err.value == "pci:3.5.9"
     assert "unknown control 'pci:3.5.9'" in err.message
 
 
 def test_maps_to_same_framework_and_malformed_id(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "maps_to: [hipaa:164.312(a)(1)]", "maps_to: [soc2:CC6.1, iso:A.5]", count=2)
+    for cid in ("soc2:CC6.2", "soc2:CC6.3"):
+        edit_control(pdir, cid, "    maps_to: [", "    maps_to: [soc2:CC6.1, iso:A.5, ")
     errors = errors_of(pdir)
+    a, b = control_index(pdir, "soc2:CC6.2"), control_index(pdir, "soc2:CC6.3")
     assert {(e.key_path, e.value) for e in errors} == {
-        ("controls[1].maps_to[0]", "soc2:CC6.1"),
-        ("controls[1].maps_to[1]", "iso:A.5"),
-        ("controls[2].maps_to[0]", "soc2:CC6.1"),
-        ("controls[2].maps_to[1]", "iso:A.5"),
+        (f"controls[{a}].maps_to[0]", "soc2:CC6.1"),
+        (f"controls[{a}].maps_to[1]", "iso:A.5"),
+        (f"controls[{b}].maps_to[0]", "soc2:CC6.1"),
+        (f"controls[{b}].maps_to[1]", "iso:A.5"),
     }
     assert any("same framework" in e.message for e in errors)
     assert any("not a control id" in e.message for e in errors)
 
 
 def test_unknown_collector(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "      - iam.inactive_users\n      - iam.access_key_age\n",
-         "      - iam.inactive_users\n      - iam.foo\n")  # fmt: skip
+    edit_control(pdir, "soc2:CC6.2", "      - iam.access_key_age\n", "      - iam.foo\n")
+    i = control_index(pdir, "soc2:CC6.2")
     err = only_error(pdir)
     assert err.file == "controls.yaml"
     assert err.line == line_of(pdir, "controls.yaml", "iam.foo")
-    assert err.key_path == "controls[1].collectors[1]"
+    assert err.key_path == f"controls[{i}].collectors[1]"
     assert err.value == "iam.foo"
     assert err.message.startswith("unknown collector 'iam.foo'")
     assert "(known: archive.manifest," in err.message
-    assert str(err) == f"controls.yaml:{err.line}: controls[1].collectors[1]: {err.message}"
+    assert str(err) == f"controls.yaml:{err.line}: controls[{i}].collectors[1]: {err.message}"
 
 
 def test_collector_typo_gets_a_suggestion(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "      - iam.access_key_age\n", "      - iam.access_key_ages\n")
+    edit_control(pdir, "soc2:CC6.2", "      - iam.access_key_age\n", "      - iam.access_key_ages\n")
     err = only_error(pdir)
     assert "did you mean 'iam.access_key_age'" in err.message
 
 
 def test_control_without_collectors_needs_manual(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "    collectors:\n      - disposal.certificate\n\n", "    collectors: []\n\n")
+    edit_control(
+        pdir,
+        "hipaa:164.310(d)(2)(i)",
+        "    collectors:\n      - disposal.certificate\n",
+        "    collectors: []  # emptied\n",
+    )
     err = only_error(pdir)
-    assert err.key_path == "controls[19].collectors"
-    assert err.line == line_of(pdir, "controls.yaml", "collectors: []")
-    edit(pdir, "controls.yaml", "    collectors: []\n", "    collectors: []\n    manual: true\n")
+    assert err.key_path == f"controls[{control_index(pdir, 'hipaa:164.310(d)(2)(i)')}].collectors"
+    assert err.line == line_of(pdir, "controls.yaml", "# emptied")
+    edit_control(
+        pdir,
+        "hipaa:164.310(d)(2)(i)",
+        "    collectors: []  # emptied\n",
+        "    collectors: []\n    manual: true\n    cadence: annual\n    requested: Media disposal records\n",
+    )
     assert load_policy(pdir).controls["hipaa:164.310(d)(2)(i)"].manual is True
 
 
+def test_manual_controls_need_a_cadence_and_what_is_requested(pdir: Path) -> None:
+    edit_control(pdir, "soc2:CC1.1", "    cadence: annual\n", "")
+    err = only_error(pdir)
+    assert err.key_path == f"controls[{control_index(pdir, 'soc2:CC1.1')}].cadence"
+    assert "how often evidence is due" in err.message
+
+
+def test_hipaa_entries_say_required_or_addressable(pdir: Path) -> None:
+    edit_control(pdir, "hipaa:164.312(b)", "    specification: standard\n", "")
+    err = only_error(pdir)
+    assert "standard, required or addressable" in err.message
+    policy = load_policy(SHIPPED)
+    specs = {c.specification for c in policy.controls_for_framework("hipaa")}
+    assert specs == {"standard", "required", "addressable"}
+    assert policy.controls["hipaa:164.308(a)(1)(ii)(A)"].specification == "required"
+    assert policy.controls["hipaa:164.312(a)(2)(iv)"].specification == "addressable"
+
+
 def test_duplicate_control_id(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "- id: pci:10.5.1", "- id: pci:10.3.3")
+    i = control_index(pdir, "pci:10.5.1")
+    edit(pdir, "controls.yaml", "- id: pci:10.5.1\n", "- id: pci:10.3.3\n")
     errors = errors_of(pdir)
     dup = [e for e in errors if "duplicate id" in e.message]
     assert len(dup) == 1
-    assert dup[0].key_path == "controls[25].id"
+    assert dup[0].key_path == f"controls[{i}].id"
     assert dup[0].line == line_of(pdir, "controls.yaml", "- id: pci:10.3.3", nth=2)
 
 
@@ -519,13 +569,13 @@ def test_evidence_retention_below_hipaa_documentation_minimum(pdir: Path) -> Non
 
 
 def test_multiple_errors_across_files_reported_at_once(pdir: Path) -> None:
-    edit(pdir, "controls.yaml", "      - iam.access_key_age\n", "      - iam.foo\n")
+    edit_control(pdir, "soc2:CC6.2", "      - iam.access_key_age\n", "      - iam.foo\n")
     edit(pdir, "retention.yaml", "retention_months: 72", "retention_months: 60")
     edit(pdir, "sources.yaml", "clock_skew_seconds: 300", "clock_skew_seconds: -1")
     edit(pdir, "aws.yaml", "inactive_user_days: 90", "inactive_user_days: 90\ninactive_user_days: 30")
     errors = errors_of(pdir)
     assert [(e.file, e.key_path) for e in errors] == [
-        ("controls.yaml", "controls[1].collectors[1]"),
+        ("controls.yaml", f"controls[{control_index(pdir, 'soc2:CC6.2')}].collectors[1]"),
         ("retention.yaml", "classes[0].retention_months"),
         ("sources.yaml", "audit_table.clock_skew_seconds"),
         ("aws.yaml", "inactive_user_days"),
@@ -545,18 +595,18 @@ def test_multiple_errors_across_files_reported_at_once(pdir: Path) -> None:
 def test_check_policy_cli_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_policy_cli(SHIPPED, as_json=False) == 0
     out = capsys.readouterr().out
-    assert "policy OK" in out and "SOC 2: 11" in out and "HIPAA: 9" in out and "PCI DSS: 6" in out
+    assert "policy OK" in out and "SOC 2: 61" in out and "HIPAA: 69" in out and "PCI DSS: 250" in out
     assert "retention classes: 3" in out and "sources: 4" in out and "aws accounts: 2" in out
     assert check_policy_cli(SHIPPED, as_json=True) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] is True
-    assert summary["controls"]["by_framework"] == {"soc2": 11, "hipaa": 9, "pci": 6}
+    assert summary["controls"]["by_framework"] == CATALOG_SIZES
     assert summary["retention_classes"] == ["hipaa-audit", "pci-audit", "security-audit"]
     assert len(summary["accounts"]) == 2
 
 
 def test_check_policy_cli_errors(pdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    edit(pdir, "controls.yaml", "      - iam.access_key_age\n", "      - iam.foo\n")
+    edit_control(pdir, "soc2:CC6.2", "      - iam.access_key_age\n", "      - iam.foo\n")
     edit(pdir, "aws.yaml", "inactive_user_days: 90", "inactive_user_days: ninety")
     assert check_policy_cli(pdir, as_json=False) == 2
     captured = capsys.readouterr()
@@ -571,7 +621,7 @@ def test_check_policy_cli_errors(pdir: Path, capsys: pytest.CaptureFixture[str])
     assert isinstance(payload, list) and len(payload) == 2
     assert set(payload[0]) == {"file", "line", "key_path", "value", "message"}
     assert payload[1]["value"] == "ninety"
-    assert payload[0]["key_path"] == "controls[1].collectors[1]"
+    assert payload[0]["key_path"] == f"controls[{control_index(pdir, 'soc2:CC6.2')}].collectors[1]"
 
 
 def test_check_policy_cli_uses_env_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -803,3 +853,40 @@ def test_effective_retention_for_rows_in_several_classes() -> None:
     assert retention.effective_for_classes(["security-audit"]) is not None
     with pytest.raises(KeyError):
         retention.effective_for_classes(["nope"])
+
+
+def test_the_catalogs_have_their_real_shape() -> None:
+    """Every criterion, specification and requirement in scope of the three frameworks; maps_to resolves
+    and is symmetric; summaries are short paraphrases of our own (unique, never the title repeated)."""
+    policy = load_policy(SHIPPED)
+    soc2 = {c.id.removeprefix("soc2:") for c in policy.controls_for_framework("soc2")}
+    expected_soc2 = {
+        *(f"CC{a}.{b}" for a, n in {1: 5, 2: 3, 3: 4, 4: 2, 5: 3, 6: 8, 7: 5, 8: 1, 9: 2}.items() for b in range(1, n + 1)),
+        "A1.1", "A1.2", "A1.3", "C1.1", "C1.2", *(f"PI1.{i}" for i in range(1, 6)),
+        "P1.1", "P2.1", "P3.1", "P3.2", "P4.1", "P4.2", "P4.3", "P5.1", "P5.2",
+        *(f"P6.{i}" for i in range(1, 8)), "P7.1", "P8.1",
+    }  # fmt: skip
+    assert soc2 == expected_soc2
+    hipaa = policy.controls_for_framework("hipaa")
+    assert all(
+        c.id.startswith(("hipaa:164.308", "hipaa:164.310", "hipaa:164.312", "hipaa:164.314", "hipaa:164.316"))
+        for c in hipaa
+    )
+    standards = [c.id for c in hipaa if c.specification == "standard"]
+    assert (
+        "hipaa:164.308(a)(1)(i)" in standards and "hipaa:164.312(a)(1)" in standards and len(standards) >= 18
+    )
+    pci = {c.id.removeprefix("pci:") for c in policy.controls_for_framework("pci")}
+    assert {f"{n}.1.1" for n in range(1, 13)} <= pci
+    assert {"10.2.1.1", "10.2.1.7", "8.3.10.1", "9.5.1.2.1", "12.10.7", "11.3.2"} <= pci
+    summaries = [c.summary for c in policy.controls.values()]
+    assert len(set(summaries)) == len(summaries)
+    for c in policy.controls.values():
+        assert 20 <= len(c.summary) <= 320, c.id
+        assert c.summary.strip().lower() != c.title.strip().lower(), c.id
+        for m in c.maps_to:
+            assert c.id in policy.controls[m].maps_to, f"{c.id} maps to {m} but not back"
+        if c.manual:
+            assert c.cadence and c.requested and len(c.requested) <= 200, c.id
+    # Manual evidence and collectors between them evidence every control.
+    assert all(c.collectors or c.manual for c in policy.controls.values())

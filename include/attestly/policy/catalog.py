@@ -47,6 +47,7 @@ AUDITDB_COLLECTORS: tuple[str, ...] = (
 ATTESTLY_COLLECTORS: tuple[str, ...] = (
     "quality.audit_log",
     "archive.manifest",
+    "archive.restore_test",
     "disposal.certificate",
 )
 

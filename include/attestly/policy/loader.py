@@ -154,6 +154,7 @@ def load_policy(directory: Path | str | None = None, *, environ: Mapping[str, st
         fingerprint=digest.hexdigest(),
         frameworks=controls.frameworks,
         controls={c.id: c for c in controls.controls},
+        manual_evidence=controls.manual_evidence,
         retention=retention,
         sources=sources,
         aws=aws,
@@ -193,6 +194,18 @@ def check_policy_cli(directory: Path | str | None = None, as_json: bool = False)
             for f, n in by_framework.items()
         )
         + ")"
+    )
+    ev = summary["controls"]["evidenced_by"]
+    print(
+        "  evidenced by: "
+        + "; ".join(
+            f"{f} {v['automated']} automated, {v['manual']} manual, {v['both']} both" for f, v in ev.items()
+        )
+    )
+    print(
+        f"  SOC 2 categories in scope: {', '.join(summary['controls']['soc2_categories_in_scope'])} "
+        f"({len(summary['controls']['not_in_scope'])} criteria not in scope); "
+        f"{summary['controls']['cross_framework_mappings']} cross-framework mappings"
     )
     classes = summary["retention_classes"]
     print(f"  retention classes: {len(classes)} ({', '.join(classes)})")

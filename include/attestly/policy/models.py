@@ -95,8 +95,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _CONTROL_ID = re.compile(r"^(?P<framework>[a-z0-9]+):(?P<ref>.+)$")
 _CONTROL_REF = {
     "soc2": re.compile(r"^(?:CC|A|C|PI|P)\d+\.\d+$"),
-    "hipaa": re.compile(r"^16[0-4]\.\d{3}(?:\([a-z0-9]+\))*$"),
-    "pci": re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,3}$"),
+    "hipaa": re.compile(r"^16[0-4]\.\d{3}(?:\((?:[a-z]+|[0-9]+|[A-Z])\))*$"),
+    "pci": re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,4}$"),
 }
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _OU = re.compile(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
@@ -275,16 +275,50 @@ class _Model(BaseModel):
 # controls.yaml
 
 
+#: SOC 2 trust services categories (Security — the common criteria — is always in scope).
+SOC2_CATEGORIES = ("security", "availability", "confidentiality", "processing_integrity", "privacy")
+_SOC2_PREFIX = {
+    "CC": "security",
+    "A": "availability",
+    "C": "confidentiality",
+    "PI": "processing_integrity",
+    "P": "privacy",
+}
+Cadence = Literal["monthly", "quarterly", "semiannual", "annual"]
+#: Days a piece of manual evidence stays current after the end of the period it covers.
+CADENCE_DAYS = {"monthly": 31, "quarterly": 92, "semiannual": 183, "annual": 366}
+
+
+def soc2_category(control_id: str) -> str | None:
+    """``soc2:CC6.1`` → security, ``soc2:A1.2`` → availability, ``soc2:PI1.3`` → processing_integrity."""
+    m = re.match(r"^soc2:(CC|PI|A|C|P)\d", control_id)
+    return _SOC2_PREFIX[m[1]] if m else None
+
+
 class FrameworkInfo(_Model):
-    """Display name and version of a framework, as reports print them."""
+    """Display name and version of a framework, as reports print them; for SOC 2, the trust services
+    categories in scope (``security`` always; the others are the organisation's choice)."""
 
     name: Text
     version: Text
+    categories_in_scope: Annotated[tuple[Literal[SOC2_CATEGORIES], ...], Unique] = ("security",)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _security_always(self) -> FrameworkInfo:
+        if "security" not in self.categories_in_scope:
+            raise PydanticCustomError(
+                "scope", "categories_in_scope must include security (the common criteria)", {}
+            )
+        return self
 
 
 class Control(_Model):
     """One control. ``id`` is ``<framework>:<reference>``; ``maps_to`` lists equivalent controls in
-    *other* frameworks (need not be symmetric); ``collectors`` may be empty only when ``manual``."""
+    *other* frameworks (need not be symmetric); ``collectors`` may be empty only when ``manual``.
+
+    ``manual`` controls are (also) shown by documents and sign-offs: ``cadence`` says how often new
+    evidence is due, ``requested`` what it is. HIPAA entries say whether they are a ``standard`` or a
+    ``required`` / ``addressable`` implementation specification (``specification``)."""
 
     id: ControlId
     framework: Annotated[Framework, AfterValidator(_declared_framework)]
@@ -292,28 +326,71 @@ class Control(_Model):
     summary: Text
     owner: Email
     maps_to: Annotated[tuple[ControlRef, ...], Unique] = ()
-    collectors: Annotated[tuple[CollectorId, ...], Unique]
+    collectors: Annotated[tuple[CollectorId, ...], Unique] = ()
     manual: StrictBool = False
+    cadence: Cadence | None = None
+    requested: Text | None = None
+    specification: Literal["standard", "required", "addressable"] | None = None
 
     @model_validator(mode="after")
     def _collected_or_manual(self) -> Control:
+        issues = []
         if not self.collectors and not self.manual:
-            raise rule_error(
-                [
-                    Issue(
-                        ("collectors",),
-                        "a control needs at least one collector unless it is manual: true",
-                        [],
-                    )
-                ]
+            issues.append(
+                Issue(("collectors",), "a control needs at least one collector unless it is manual: true", [])
             )
+        if self.manual and (self.cadence is None or self.requested is None):
+            issues.append(
+                Issue(
+                    ("cadence",),
+                    "a manual control says how often evidence is due (cadence) and what it is (requested)",
+                    None,
+                )
+            )
+        if not self.manual and (self.cadence is not None or self.requested is not None):
+            issues.append(
+                Issue(("cadence",), "cadence and requested are for manual: true controls", self.cadence)
+            )
+        if self.framework == "hipaa" and self.specification is None:
+            issues.append(
+                Issue(("specification",), "a HIPAA control says standard, required or addressable", None)
+            )
+        if self.framework != "hipaa" and self.specification is not None:
+            issues.append(
+                Issue(("specification",), "specification is for HIPAA controls", self.specification)
+            )
+        if issues:
+            raise rule_error(issues)
         return self
+
+    @property
+    def category(self) -> str | None:
+        return soc2_category(self.id)
+
+    @property
+    def evidenced_by(self) -> str:
+        """``automated``, ``manual`` or ``both``."""
+        if self.manual and self.collectors:
+            return "both"
+        return "manual" if self.manual else "automated"
+
+
+class ManualEvidenceSettings(_Model):
+    """How manual evidence is taken and chased: ``compliance_team`` is told when a control is overdue,
+    owners ``remind_days_before`` its due date; uploads are at most ``max_files`` files of at most
+    ``max_file_mib`` MiB each."""
+
+    compliance_team: Email = "compliance@example.com"
+    remind_days_before: Annotated[StrictInt, Field(ge=1, le=90)] = 14
+    max_files: Annotated[StrictInt, Field(ge=1, le=100)] = 20
+    max_file_mib: Annotated[StrictInt, Field(ge=1, le=512)] = 25
 
 
 class ControlsFile(_Model):
     """Root of ``controls.yaml``. Control ids are unique (checked by the loader on the raw list)."""
 
     frameworks: dict[Framework, FrameworkInfo]
+    manual_evidence: ManualEvidenceSettings = Field(default_factory=ManualEvidenceSettings)
     controls: Annotated[tuple[Control, ...], NonEmpty]
 
 
@@ -873,6 +950,7 @@ class Policy(_Model):
     fingerprint: str
     frameworks: dict[Framework, FrameworkInfo]
     controls: dict[str, Control]
+    manual_evidence: ManualEvidenceSettings
     retention: RetentionPolicy
     sources: SourcesPolicy
     aws: AwsPolicy
@@ -898,6 +976,22 @@ class Policy(_Model):
         """Controls of one framework, in file order."""
         return [c for c in self.controls.values() if c.framework == framework]
 
+    def in_scope(self, control: Control) -> bool:
+        """False for a SOC 2 criterion of a category the organisation has not put in scope."""
+        category = control.category
+        if category is None:
+            return True
+        info = self.frameworks.get("soc2")
+        return info is None or category in info.categories_in_scope
+
+    def cadences(self) -> dict[str, str]:
+        """Each manual control's cadence (for the reports' evidence index)."""
+        return {c.id: str(c.cadence) for c in self.controls.values() if c.manual and c.cadence}
+
+    def manual_controls(self) -> list[Control]:
+        """Controls in scope that need manual evidence on a cadence."""
+        return [c for c in self.controls.values() if c.manual and self.in_scope(c)]
+
     def _source_coverage(self) -> dict[str, Any]:
         """What the enabled scanners can evidence against this policy (see scanners.mapping.coverage)."""
         from attestly.scanners.mapping import coverage
@@ -913,7 +1007,22 @@ class Policy(_Model):
         return {
             "directory": str(self.directory),
             "fingerprint": self.fingerprint,
-            "controls": {"total": len(self.controls), "by_framework": per_framework},
+            "controls": {
+                "total": len(self.controls),
+                "by_framework": per_framework,
+                "evidenced_by": {
+                    f: {
+                        k: sum(1 for c in self.controls_for_framework(f) if c.evidenced_by == k)
+                        for k in ("automated", "manual", "both")
+                    }
+                    for f in FRAMEWORKS
+                },
+                "not_in_scope": sorted(c.id for c in self.controls.values() if not self.in_scope(c)),
+                "soc2_categories_in_scope": list(self.frameworks["soc2"].categories_in_scope)
+                if "soc2" in self.frameworks
+                else [],
+                "cross_framework_mappings": sum(len(c.maps_to) for c in self.controls.values()),
+            },
             "retention_classes": [c.name for c in self.retention.classes],
             "sources": self.sources.source_names,
             "accounts": [{"id": a.id, "name": a.name, "regions": list(a.regions)} for a in self.aws.accounts],
