@@ -20,6 +20,10 @@ content-addressed) and in the hash-chained ledger:
 - **Audit database**, exact for any interval: authorization outcomes, authentication failures and bursts,
   privileged changes, PHI access without an actor, event volume per source.
 
+- **Manual evidence** (documents and sign-offs, `attestly evidence add`): statements a crash left
+  pending are completed; owners are e-mailed before a manual control's evidence is due and the compliance
+  team once it is overdue (`manual_evidence_due`; nothing is sent for a backfilled interval).
+
 A collector, region or account that fails records `error` items for exactly its scope and fails only its
 group's task; an organisation that cannot be read or an account whose role cannot be assumed fails
 `check_population`. `attest` then ledgers the run record and seals it, and the watcher fails the run.
@@ -88,6 +92,10 @@ def evidence_collection() -> None:
         context["collector_id"] = collector_id  # type: ignore[typeddict-unknown-key]
         return evidence.collect_auditdb(collector_id, context)
 
+    @task
+    def manual_evidence_due() -> dict:
+        return evidence.manual_evidence_due(get_current_context())
+
     attest, watcher = common.closing_tasks()
 
     groups = discover_population()
@@ -96,9 +104,10 @@ def evidence_collection() -> None:
     hub = collect_security_hub(groups)
     population = check_population(groups)
     db = collect_auditdb.expand(collector_id=list(AUDITDB_COLLECTORS))
-    sealed = attest([groups, aws, prowler, hub, db])
+    due = manual_evidence_due()
+    sealed = attest([groups, aws, prowler, hub, db, due])
     watch = watcher()
-    [groups, aws, prowler, hub, population, db, sealed] >> watch
+    [groups, aws, prowler, hub, population, db, due, sealed] >> watch
 
 
 evidence_collection()

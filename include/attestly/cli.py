@@ -259,6 +259,101 @@ def cmd_evidence_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evidence_add(args: argparse.Namespace) -> int:
+    from attestly import config
+    from attestly.connections import ConnectionNotFound, aws_client
+    from attestly.ledger import Ledger
+    from attestly.manual import ManualEvidenceError, add_evidence, default_recorder, read_files
+    from attestly.policy import load_policy
+    from attestly.signing import SigningError, signer_from_connection
+    from attestly.store import EvidenceStore
+
+    policy = load_policy()
+    try:
+        # Everything the command line alone can check, before any connection is opened.
+        from attestly.manual import check_controls
+
+        check_controls(policy, args.control)
+        if args.period_to < args.period_from:
+            raise ManualEvidenceError(
+                f"--period-to {args.period_to.isoformat()} is before --period-from {args.period_from.isoformat()}"
+            )
+        files = read_files(args.file, max_file_mib=policy.manual_evidence.max_file_mib)
+    except ManualEvidenceError as exc:
+        raise UsageError(str(exc)) from exc
+    _stack_env()
+    try:
+        signer = signer_from_connection()
+    except (ConnectionNotFound, SigningError) as exc:
+        raise UsageError(f"the signing key is not available ({exc})") from exc
+    store = EvidenceStore(
+        bucket=config.evidence_bucket(),
+        s3=aws_client("s3"),
+        retention_days=policy.retention.evidence.retention_days,
+    )
+    with Ledger.connect() as ledger:
+        try:
+            recorded = add_evidence(
+                policy=policy,
+                ledger=ledger,
+                store=store,
+                signer=signer,
+                controls=args.control,
+                files=files,
+                period_from=args.period_from,
+                period_to=args.period_to,
+                title=args.title,
+                attested_by=args.attested_by,
+                recorded_by=default_recorder(),
+                exception=args.exception,
+            )
+        except ManualEvidenceError as exc:
+            raise UsageError(str(exc)) from exc
+    out = recorded.to_dict()
+    if args.json:
+        _print_json(out)
+    else:
+        state = "recorded" if recorded.created else "already recorded (nothing written)"
+        print(f"{state}: evidence {out['sha256']} (ledger seq {out['ledger_seq']})")
+        print(f"  controls:    {', '.join(out['controls'])}")
+        print(f"  period:      {out['period']['from']} .. {out['period']['to']}  result {out['result']}")
+        print(f"  attested by: {out['attested_by']} at {out['attested_at']}")
+        for a in out["attachments"]:
+            print(
+                f"  file:        {a['name']}  {a['media_type'].split(';')[0]}  {a['size']:,} bytes  sha256 {a['sha256']}"
+            )
+    return EXIT_OK
+
+
+def cmd_evidence_due(args: argparse.Namespace) -> int:
+    from attestly.cadence import due_status
+    from attestly.clock import trusted_now
+    from attestly.ledger import Ledger
+    from attestly.policy import load_policy
+
+    policy = load_policy()
+    _stack_env()
+    with Ledger.connect() as ledger:
+        today = trusted_now(ledger.conn).date()
+        rows = due_status(policy, ledger.entries(kind="evidence"), today=today)
+    if args.control:
+        rows = [r for r in rows if r.control_id in args.control]
+    if args.json:
+        _print_json([r.to_dict() for r in rows])
+    else:
+        for r in rows:
+            last = r.last_period_end.isoformat() if r.last_period_end else "never"
+            due = r.due_date.isoformat() if r.due_date else "now"
+            print(
+                f"{r.status:<9} {r.control_id:<32} {r.cadence:<10} last covers to {last:<10}  due {due:<10}  {r.owner}"
+            )
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no manual controls in scope")
+    return EXIT_PROBLEM if any(r.status in ("overdue", "never") for r in rows) and args.strict else EXIT_OK
+
+
 def cmd_evidence_show(args: argparse.Namespace) -> int:
     from attestly import config
     from attestly.connections import aws_client
@@ -377,6 +472,32 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--control", default=None, help="e.g. soc2:CC6.1")
     el.add_argument("--json", action="store_true")
     el.set_defaults(func=cmd_evidence_list)
+    ea = esub.add_parser(
+        "add",
+        help="record manual evidence: files and a signed statement for manual controls",
+        description="Store the files (content-addressed, Object Lock) and a statement naming them as an "
+        "evidence item, ledgered and signed like collected evidence. Files are checked by content (PDF, "
+        "PNG, JPEG, UTF-8 text/CSV/JSON, Office documents without macros). Exit 2 with the reason on bad "
+        "input; nothing is written then.",
+    )
+    ea.add_argument(
+        "--control", action="append", required=True, help="a manual control, e.g. soc2:CC1.4 (repeatable)"
+    )
+    ea.add_argument("--file", action="append", required=True, type=Path, help="a file to attach (repeatable)")
+    ea.add_argument("--period-from", type=_parse_date, required=True, help="first day the evidence covers")
+    ea.add_argument("--period-to", type=_parse_date, required=True, help="last day the evidence covers")
+    ea.add_argument("--title", required=True, help="what this is, e.g. 'Q3 2026 access review'")
+    ea.add_argument("--attested-by", required=True, help="who attests it (name, role)")
+    ea.add_argument(
+        "--exception", default=None, help="the evidence shows the control did not operate: what went wrong"
+    )
+    ea.add_argument("--json", action="store_true")
+    ea.set_defaults(func=cmd_evidence_add)
+    ed = esub.add_parser("due", help="manual controls: when evidence was last given and when it is next due")
+    ed.add_argument("--control", action="append", default=None)
+    ed.add_argument("--strict", action="store_true", help="exit 1 when any control is overdue")
+    ed.add_argument("--json", action="store_true")
+    ed.set_defaults(func=cmd_evidence_due)
     es = esub.add_parser("show", help="print one evidence item (checked against its hash)")
     es.add_argument("sha256")
     es.set_defaults(func=cmd_evidence_show)

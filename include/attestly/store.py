@@ -191,6 +191,20 @@ class EvidenceStore:
             created=False,
         )
 
+    def extend_retention(self, key: str, version_id: str, retain_until: datetime) -> None:
+        """Lengthen the COMPLIANCE lock of one version to ``retain_until`` (never shortens it: an earlier
+        date is refused here, whatever the emulator would allow)."""
+        head = self.s3.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        current = head.get("ObjectLockRetainUntilDate")
+        if current is not None and current >= retain_until:
+            return
+        self.s3.put_object_retention(
+            Bucket=self.bucket,
+            Key=key,
+            VersionId=version_id,
+            Retention={"Mode": LOCK_MODE, "RetainUntilDate": retain_until},
+        )
+
     def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:

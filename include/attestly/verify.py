@@ -328,7 +328,7 @@ def parse_digest(raw: bytes) -> tuple[dict[str, Any], bytes, str]:
 class ObjectRef:
     """An object a ledger entry records: where, which version, its SHA-256 and the lock it must have."""
 
-    kind: str  # evidence | report | archive | disposal | scan
+    kind: str  # evidence | attachment | report | archive | disposal | scan
     seq: int
     key: str
     version_id: str
@@ -384,7 +384,8 @@ def _day_range(period: Any) -> tuple[datetime | None, datetime | None]:
 def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetime | None) -> list[ObjectRef]:
     """The objects a (shape-checked) ledger entry records, when its period overlaps ``[start, end)``:
 
-    - ``evidence``: the item itself (``body``: key, version_id, sha256, retain_until; period_start/end);
+    - ``evidence``: the item itself (``body``: key, version_id, sha256, retain_until; period_start/end)
+      and, for manual evidence, every attached file (``body.attachments[]``, kind ``attachment``);
     - ``report``: every stored file (``body.objects[]``) and the packet (``body.packet``), locked until
       ``body.retain_until``; period ``body.period`` (dates, inclusive);
     - ``archive``: the encrypted archive object (``body.manifest.object``, locked until its
@@ -405,6 +406,11 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
             ) from None
         if in_range:
             refs.append(_ref(kind, seq, body))
+            # Manual evidence: the attached files (``body.attachments[]``), locked like the item.
+            attachments = body.get("attachments", [])
+            if not isinstance(attachments, list):
+                raise MalformedDigest(f"ledger entry {seq} (evidence): attachments is not a list")
+            refs.extend(_ref("attachment", seq, a) for a in attachments)
     elif kind == "report":
         p_start, p_end = _day_range(body.get("period"))
         if _overlaps_range(p_start, p_end, start, end):
@@ -632,7 +638,21 @@ def _verify_digest(
     if authentic and recomputed_ok:
         found: list[ObjectRef] = []
         for e in entries:
-            found.extend(ledgered_objects(e, start, end))
+            objs = ledgered_objects(e, start, end)
+            found.extend(objs)
+            if objs and e["kind"] == "evidence" and e["body"].get("collector") == "manual":
+                # A manual statement is also signed on its own (over its item's hash) by the same key.
+                from attestly.manual import verify_statement_signature
+
+                why = verify_statement_signature(e["body"], public_key_pem)
+                if why is not None:
+                    report.problems.append(
+                        Problem(
+                            "bad_signature",
+                            str(e["body"].get("key", ""))[:200],
+                            f"ledger entry {e['seq']}: {why}",
+                        )
+                    )
         for e in entries:
             sealed[e["seq"]] = e["entry_hash"]
         for r in found:

@@ -39,7 +39,16 @@ DISPOSAL_FAILPOINTS: tuple[str, ...] = (
     "disposal.after_certificate",
 )
 
-KNOWN_FAILPOINTS: tuple[str, ...] = ARCHIVE_FAILPOINTS + DISPOSAL_FAILPOINTS
+#: Every failpoint of recording a manual evidence statement (``attestly.manual``), in order.
+MANUAL_FAILPOINTS: tuple[str, ...] = (
+    "manual.after_journal",
+    "manual.mid_attachments",
+    "manual.after_attachments",
+    "manual.after_item",
+    "manual.after_ledger",
+)
+
+KNOWN_FAILPOINTS: tuple[str, ...] = ARCHIVE_FAILPOINTS + DISPOSAL_FAILPOINTS + MANUAL_FAILPOINTS
 
 
 class UnknownFailpoint(ValueError):

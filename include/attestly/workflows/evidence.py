@@ -234,3 +234,43 @@ def collect_auditdb(collector_id: str, context: Any) -> dict[str, Any]:
     start, end = interval(context)
     item = run(collector_id, period_start=start, period_end=end, airflow=airflow_context(context))
     return task_summary(context, _record([item]))
+
+
+def manual_evidence_due(context: Any) -> dict[str, Any]:
+    """Complete any statement a crash left pending (its files are all stored), then chase manual
+    evidence as of the interval's end: reminders to owners before the due date, to the compliance team
+    once overdue (:mod:`attestly.reminders`). Sends nothing for a backfilled interval; refuses one dated
+    in the future."""
+    from datetime import timedelta
+
+    from attestly.clock import require_due_date
+    from attestly.ledger import Ledger
+    from attestly.manual import complete_pending
+    from attestly.policy import load_policy
+    from attestly.reminders import LIVE_DAYS, send_reminders
+    from attestly.signing import signer_from_connection
+    from attestly.store import EvidenceStore
+    from attestly.workflows.common import never_early
+
+    _start, end = interval(context)
+    policy = load_policy()
+    with Ledger.connect() as ledger, never_early():
+        now = require_due_date(
+            ledger.conn,
+            as_of=end.date(),
+            workflow="evidence_collection",
+            run_id=str(context["ti"].run_id),
+            ledger=ledger,
+        )
+        pending = complete_pending(
+            ledger=ledger, store=EvidenceStore.from_connection(), signer=signer_from_connection()
+        )
+        live = now - end <= timedelta(days=LIVE_DAYS)
+        result = send_reminders(policy=policy, ledger=ledger, today=end.date(), live=live)
+    return {
+        "pending_completed": len(pending["completed"]),
+        "pending_incomplete": len(pending["incomplete"]),
+        "due": result["counts"],
+        "reminders_sent": len(result["messages"]),
+        "live": live,
+    }
