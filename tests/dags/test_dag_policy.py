@@ -18,6 +18,7 @@ EXPECTED_DAG_IDS = {
     "retention_archive",
     "key_disposal",
     "control_reports",
+    "archive_restore_test",
 }
 
 

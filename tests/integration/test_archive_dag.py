@@ -4,8 +4,10 @@ purged; a second run changes nothing; no plaintext data key reaches a task log o
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +111,66 @@ def test_dags_test_archives_the_backlog_and_a_second_run_changes_nothing(archive
             assert form not in logs
             assert all(form not in x for x in xcoms)
             assert form not in registry
+
+
+def test_quarterly_restore_test_records_evidence_and_leaves_nothing_behind(archive_env: str) -> None:
+    """`archive_restore_test`: not applicable before anything is archived; after, one verified batch is
+    restored, reconciled with its manifest and dropped, and `archive.restore_test` evidence passes for
+    the backup/restore controls; a re-run records nothing new; a future-dated run is refused."""
+    from datetime import date
+
+    quarter_end = date(TODAY.year, ((TODAY.month - 1) // 3) * 3 + 1, 1)  # the last quarter that ended
+    nothing = dags_test("archive_restore_test", quarter_end)
+    assert nothing.returncode == 0, nothing.stdout[-3000:] + nothing.stderr[-3000:]
+
+    seed_backlog(hipaa=False, recent=False)
+    archived = dags_test("retention_archive", TODAY)
+    assert archived.returncode == 0, archived.stdout[-3000:] + archived.stderr[-3000:]
+    tested = dags_test("archive_restore_test", quarter_end)
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+
+    def restore_items() -> list[dict[str, Any]]:
+        with Ledger.connect() as ledger:
+            return [
+                e.body
+                for e in ledger.entries(kind="evidence")
+                if e.body["collector"] == "archive.restore_test"
+            ]
+
+    first, second = restore_items()
+    assert first["result"] == "not_applicable"
+    assert second["result"] == "pass", second
+    assert set(second["controls"]) >= {"soc2:A1.3", "hipaa:164.308(a)(7)(ii)(D)", "pci:12.10.2"}
+    item = aws_client("s3").get_object(Bucket=archive_env, Key=second["key"], VersionId=second["version_id"])
+    data = json.loads(item["Body"].read())["data"]
+    with Ledger.connect() as ledger:
+        manifests = {
+            e.body["manifest"]["batch"]["batch_id"]: e.body["manifest"]
+            for e in ledger.entries(kind="archive")
+        }
+    batch = manifests[data["batch"]["batch_id"]]
+    assert data["restored"]["rows"] == batch["rows"] > 0
+    assert data["candidates"] == len(manifests) == 2
+    with admin("audit") as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'archive_restore'"
+        ).fetchone()
+    assert left == (0,)
+
+    with Ledger.connect() as ledger:
+        head = ledger.head()
+    again = dags_test("archive_restore_test", quarter_end)
+    assert again.returncode == 0
+    assert len(restore_items()) == 2
+    with Ledger.connect() as ledger:
+        assert [e for e in ledger.entries(kind="evidence") if e.seq > head[0]] == []
+
+    next_quarter = (
+        date(TODAY.year + 1, 1, 1) if TODAY.month > 9 else date(TODAY.year, quarter_end.month + 3, 1)
+    )
+    future = dags_test("archive_restore_test", next_quarter)
+    assert future.returncode != 0
+    with Ledger.connect() as ledger:
+        refusals = [e.body for e in ledger.entries(kind="refusal")]
+    assert any(r.get("workflow") == "archive_restore_test" for r in refusals), refusals
+    assert len(restore_items()) == 2

@@ -98,3 +98,28 @@ def record(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     with _open(context) as ctx:
         recorded = record_due(ctx, _batches(ctx, plan_out))
     return task_summary(context, recorded)
+
+
+def restore_test(context: Any) -> dict[str, Any]:
+    """``archive_restore_test``: restore one verified batch (random, seeded by the run id), reconcile it
+    with its manifest, drop the scratch table, record ``archive.restore_test`` evidence for the interval.
+    A run dated in the future is refused (its evidence would vouch for days that have not happened)."""
+    from attestly.archive.restore_test import run_restore_test
+    from attestly.clock import require_due_date
+
+    start, end = interval(context)
+    run_id = str(context["ti"].run_id)
+    with _open(context) as ctx, never_early():
+        require_due_date(
+            ctx.ledger.conn,
+            as_of=end.date(),
+            workflow="archive_restore_test",
+            run_id=run_id,
+            ledger=ctx.ledger,
+        )
+        result = run_restore_test(ctx, seed=run_id, period_start=start, period_end=end)
+    print(
+        f"restore test: batch {result['batch_id']}, {result['rows']} rows in {result['seconds']} s, "
+        f"result {result['result']}"
+    )
+    return {**task_summary(context, [result]), "batch_id": result["batch_id"], "rows": result["rows"]}
