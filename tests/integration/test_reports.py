@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -82,9 +83,54 @@ def _report(bundles: dict[str, Bundle], control_id: str) -> dict[str, Any]:
 def test_statuses_match_what_was_planted(bundles: dict[str, Bundle]) -> None:
     statuses = {cid: st for b in bundles.values() for cid, st in b.statuses.items()}
     assert {cid: statuses[cid] for cid in EXPECTED} == EXPECTED
-    assert len(statuses) == 26  # 11 SOC 2, 9 HIPAA, 6 PCI DSS
+    from attestly.policy import load_policy
+
+    policy = load_policy()
+    assert len(statuses) == len(policy.controls) == 380  # the whole catalog: 61 SOC 2, 69 HIPAA, 250 PCI DSS
     soc2 = bundles["soc2"].index
-    assert soc2["status_counts"] == {"effective": 5, "exceptions": 4, "no_evidence": 2}
+    counted = Counter(st for cid, st in statuses.items() if cid.startswith("soc2:"))
+    assert soc2["status_counts"] == {s: counted.get(s, 0) for s in soc2["status_counts"]}
+    # Privacy and processing integrity are outside the shipped policy's SOC 2 scope: 5 PI1 + 18 P criteria.
+    assert counted["not_in_scope"] == 23 and sum(counted.values()) == 61
+    assert {statuses[c] for c in ("soc2:PI1.1", "soc2:P1.1", "soc2:P8.1")} == {"not_in_scope"}
+    assert soc2["evidenced_by_counts"] == {"automated": 11, "manual": 43, "both": 7}
+    # The index lists controls by status: exceptions, then no evidence, effective, not in scope.
+    order = ["exceptions", "no_evidence", "effective", "not_in_scope"]
+    listed = [order.index(c["status"]) for c in soc2["controls"]]
+    assert listed == sorted(listed)
+
+
+def test_manual_evidence_in_the_reports(bundles: dict[str, Bundle]) -> None:
+    """Manual controls: statements listed with who attested them and when; an overdue control is no
+    evidence for exactly its overdue days; a statement with an exception is an exception."""
+    overdue = _report(bundles, PLANTED["manual_overdue"])
+    manual = overdue["manual_evidence"]
+    assert manual["cadence"] == "annual" and manual["requested"]
+    (st,) = manual["statements"]
+    assert (st["title"], st["attested_by"], st["covers"]) == (
+        "2025 board oversight minutes",
+        "Dana Reyes, CISO",
+        "2025-01-01..2025-02-14",
+    )
+    assert st["current_until"] == "2026-02-15" and st["files"][0]["name"] == "board-2025.pdf"
+    assert manual["overdue_days"] == "2026-02-16..2026-03-31"
+    assert overdue["day_counts"]["no_evidence"] == manual["overdue_day_count"] == 44
+    assert overdue["day_counts"]["effective"] == 46
+    html = bundles["soc2"].files["controls/soc2_CC1.1.html"].decode()
+    assert "2025 board oversight minutes" in html and "Dana Reyes, CISO" in html
+    assert "2026-02-16..2026-03-31" in html
+
+    exception = _report(bundles, PLANTED["manual_exception"])
+    (exc,) = exception["exceptions"]
+    assert "3 of 41 employees" in exc["detail"] and exc["collector"] == "manual"
+    pack = _report(bundles, "soc2:CC1.2")
+    assert pack["status"] == "effective" and pack["manual_evidence"]["statements"][0]["title"].startswith(
+        "Q1 2026"
+    )
+    assert pack["control"]["evidenced_by"] == "manual"
+    restore = _report(bundles, "soc2:A1.3")
+    assert restore["control"]["evidenced_by"] == "both" and restore["status"] == "effective"
+    assert restore["day_counts"]["effective"] == 90
 
 
 def test_exceptions_name_days_resources_and_findings(bundles: dict[str, Bundle]) -> None:
@@ -174,7 +220,7 @@ def test_every_pdf_renders_to_non_empty_pages(bundles: dict[str, Bundle], tmp_pa
             assert pages, f"{b.framework}/{path} rendered no page"
             assert all(_page_has_ink(p) for p in pages), f"{b.framework}/{path} has a blank page"
             count += 1
-    assert count == 26 + 3
+    assert count == sum(len(b.reports) for b in bundles.values()) + 3
 
 
 def _texts(b: Bundle, tmp_path: Path) -> dict[str, str]:
@@ -266,8 +312,10 @@ def test_the_verify_command_of_the_packet_passes(
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     found = json.loads(run.stdout)["found"]
-    # Every item of the quarter but the archive manifest (its own period is 2024-11).
-    assert found["evidence_objects_verified"] == found["evidence_objects"] == quarter.items - 1
+    # Every item of the quarter but the archive manifest (its own period is 2024-11), and the manual
+    # statements covering days of the quarter (the overdue control's covers 2025).
+    expected = quarter.items - 1 + quarter.manual_in_quarter
+    assert found["evidence_objects_verified"] == found["evidence_objects"] == expected
 
 
 def _trestle() -> Path | None:
@@ -291,7 +339,7 @@ def test_trestle_validates_the_oscal_assessment_results(bundles: dict[str, Bundl
         src.write_bytes(b.files["oscal/assessment-results.json"])
         doc = json.loads(src.read_bytes())
         results = doc["assessment-results"]["results"][0]
-        assert len(results["findings"]) == len(b.reports)
+        assert len(results["findings"]) == sum(1 for r in b.reports if r["status"] != "not_in_scope")
         imported = subprocess.run(
             [str(trestle), "import", "-f", str(src), "-o", f"{fw}-2026-q1"],
             cwd=workspace,
@@ -522,12 +570,18 @@ def test_dag_renders_stores_and_emails_the_quarter(bundles: dict[str, Bundle], q
             name, content = part.get_filename(), part.get_payload(decode=True)
             assert isinstance(name, str) and isinstance(content, bytes)
             attached[name] = content
-        assert set(attached) == {f"attestly-{fw}-2026-Q1-index.pdf", f"attestly-{fw}-2026-Q1-packet.zip"}
         objects = {o["path"]: o for o in stored[fw]["objects"]}
         expected = {
             f"attestly-{fw}-2026-Q1-index.pdf": objects["index.pdf"],
             f"attestly-{fw}-2026-Q1-packet.zip": stored[fw]["packet"],
         }
+        # Attached while the total stays within 10 MB (index first), otherwise linked by its s3:// URI.
+        fits = objects["index.pdf"]["size"] + stored[fw]["packet"]["size"] <= 10 * 1024 * 1024
+        if fits:
+            assert set(attached) == set(expected)
+        else:
+            assert set(attached) == {f"attestly-{fw}-2026-Q1-index.pdf"}
+            assert f"s3://{quarter.bucket}/{stored[fw]['packet']['key']}" in body.get_content()
         for name, content in attached.items():
             obj = expected[name]
             assert hashlib.sha256(content).hexdigest() == obj["sha256"]
@@ -557,6 +611,9 @@ def test_a_failed_send_fails_only_the_email_task(quarter: Seeded) -> None:
     assert run.returncode != 0
     log = run.stdout + run.stderr
     assert "NotifyError" in log and "127.0.0.1:9" in log
+    from attestly.policy import load_policy
+
+    pci_controls = len(load_policy().controls_for_framework("pci"))
     with Ledger.connect() as ledger:
         entries = [e.body for e in ledger.entries(kind="report")]
         failed = [e.body for e in ledger.entries(kind="run") if e.body["dag_id"] == "control_reports"][-1]
@@ -565,7 +622,7 @@ def test_a_failed_send_fails_only_the_email_task(quarter: Seeded) -> None:
         for b in entries
         if b.get("event") == "stored"
         and b["framework"] == "pci"
-        and len(b["statuses"]) == 6
+        and len(b["statuses"]) == pci_controls
         and not any(o["path"].endswith(".pdf") for o in b["objects"])
     ]
     assert len(json_only) == 1

@@ -28,6 +28,13 @@ PLANTED: dict[str, Any] = {
     "quality_fail_day": date(2026, 3, 11),
     "disposal_failed_run_day": date(2026, 3, 1),
     "archive_day": date(2026, 1, 20),
+    # Manual evidence: one pack of sign-offs covers every other manual control for the quarter; CC1.1's
+    # annual evidence covered 2025-01-01..2025-02-14, so it runs out mid-quarter (overdue after
+    # 2026-02-15); CC1.4's training records show an exception.
+    "manual_overdue": "soc2:CC1.1",
+    "manual_overdue_covers": (date(2025, 1, 1), date(2025, 2, 14)),
+    "manual_exception": "soc2:CC1.4",
+    "restore_test_day": date(2026, 3, 15),
 }
 
 #: Expected control statuses for 2026-Q1.
@@ -55,6 +62,10 @@ EXPECTED: dict[str, str] = {
     "hipaa:164.316(b)(2)": "effective",
     "soc2:CC6.2": "effective",
     "soc2:CC6.3": "effective",
+    "soc2:CC1.1": "no_evidence",  # manual evidence overdue from 2026-02-16
+    "soc2:CC1.4": "exceptions",  # manual statement with an exception
+    "soc2:CC1.2": "effective",  # manual only, covered by the quarter's pack
+    "soc2:A1.3": "effective",  # archive.restore_test (quarterly) and the pack
 }
 
 
@@ -64,6 +75,7 @@ class Seeded:
     period: Period
     items: int
     public_pem: bytes
+    manual_in_quarter: int = 0  # manual statements whose period overlaps the quarter
 
 
 def _scope(collector: str, region: str = "global") -> dict[str, str]:
@@ -187,6 +199,28 @@ def quarter_items() -> tuple[list[EvidenceItem], list[dict[str, Any]]]:
                     "outcome": "failed" if failed else "success",
                 }
             )
+    restore_day = PLANTED["restore_test_day"]
+    items.append(
+        _item(
+            "archive.restore_test",
+            restore_day,
+            "pass",
+            (
+                Finding(
+                    "archive/audit/2024-11.parquet.enc", "pass", "restored 41000 rows; count and hash match"
+                ),
+            ),
+            period_start=datetime(2026, 1, 1, tzinfo=UTC),
+            period_end=datetime(2026, 4, 1, tzinfo=UTC),
+            scope={"archive_batch": "audit.events.standard.2024-11"},
+            airflow=AirflowContext(
+                dag_id="archive_restore_test",
+                run_id=_run_id("archive_restore_test", restore_day),
+                task_id="restore_test",
+                try_number=1,
+            ),
+        )
+    )
     archive_day = PLANTED["archive_day"]
     items.append(
         _item(
@@ -212,12 +246,46 @@ def quarter_items() -> tuple[list[EvidenceItem], list[dict[str, Any]]]:
     return items, runs
 
 
+MANUAL_PDF = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
+
+
+def manual_statements() -> list[Any]:
+    """The quarter's manual evidence (see PLANTED): the sign-off pack, the overdue control's old
+    evidence, and the training records with an exception."""
+    from attestly.manual import build_statement
+    from attestly.policy import load_policy
+
+    policy = load_policy()
+    planted = {PLANTED["manual_overdue"], PLANTED["manual_exception"]}
+    pack = sorted(c.id for c in policy.manual_controls() if c.id not in planted)
+    now = datetime.now(UTC)
+
+    def statement(controls: list[str], covers: tuple[date, date], title: str, files: list[tuple[str, bytes]],
+                  exception: str | None = None) -> Any:  # fmt: skip
+        return build_statement(
+            policy=policy, controls=controls, files=files, period_from=covers[0], period_to=covers[1],
+            title=title, attested_by="Dana Reyes, CISO", attested_at=now, recorded_by="cli:seed@test",
+            exception=exception,
+        )  # fmt: skip
+
+    return [
+        statement(pack, (date(2026, 1, 1), date(2026, 3, 31)), "Q1 2026 policies, reviews and sign-offs",
+                  [("q1-signoffs.pdf", MANUAL_PDF), ("reviewers.csv", b"reviewer,role\ndana,ciso\n")]),
+        statement([PLANTED["manual_overdue"]], PLANTED["manual_overdue_covers"], "2025 board oversight minutes",
+                  [("board-2025.pdf", MANUAL_PDF + b"% board\n")]),
+        statement([PLANTED["manual_exception"]], (date(2026, 1, 1), date(2026, 3, 31)), "Q1 2026 training records",
+                  [("training.csv", b"employee,completed\ne-1001,2026-03-02\n")],
+                  exception="3 of 41 employees had not completed security awareness training by 2026-03-31"),
+    ]  # fmt: skip
+
+
 def seed_quarter() -> Seeded:
     """Fresh ledger database and bucket, the quarter recorded and sealed. Sets ATTESTLY_EVIDENCE_BUCKET."""
     import os
 
     from attestly.connections import aws_client
     from attestly.ledger import Ledger
+    from attestly.manual import record_statement
     from attestly.recording import evidence_summary
     from attestly.signing import signer_from_connection
     from attestly.store import EvidenceStore
@@ -243,5 +311,15 @@ def seed_quarter() -> Seeded:
                 ledger.seal(store=store, signer=signer)
         for run in runs:
             ledger.append("run", run, dedupe_key=f"run:{run['dag_id']}:{run['run_id']}")
+        statements = manual_statements()
+        for statement in statements:
+            record_statement(statement, ledger=ledger, store=store, signer=signer)
         ledger.seal(store=store, signer=signer)
-    return Seeded(bucket=bucket, period=QUARTER, items=len(items), public_pem=signer.public_key_pem())
+    in_quarter = sum(1 for st in statements if st.item.period_end > QUARTER.start_dt)
+    return Seeded(
+        bucket=bucket,
+        period=QUARTER,
+        items=len(items),
+        public_pem=signer.public_key_pem(),
+        manual_in_quarter=in_quarter,
+    )

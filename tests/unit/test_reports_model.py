@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from attestly.reports.chart import chart_png
+from attestly.reports.chart import chart_svg
 from attestly.reports.mail import ReportSettings, plan_attachments
 from attestly.reports.model import (
     EvidenceIndex,
@@ -183,9 +183,11 @@ def test_chart_is_deterministic() -> None:
         runs=[],
     )
     a = index.assess(control_id="x:1", collectors=["iam.root_account"])
-    first, second = chart_png(a), chart_png(a)
-    assert first == second and first.startswith(b"\x89PNG")
-    assert b"Software" not in first and b"tIME" not in first
+    first, second = chart_svg(a), chart_svg(a)
+    assert first == second and first.startswith("<svg")
+    # Run-length rectangles: control row pass/exception/pass (3), collector row the same (3), legend (5).
+    assert first.count("<rect") == 3 + 3 + 5
+    assert 'fill="#c62828"' in first and "iam.root_account" in first
 
 
 def _context(**params: Any) -> dict[str, Any]:

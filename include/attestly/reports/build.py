@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -18,12 +18,14 @@ from attestly.policy import FRAMEWORKS
 from attestly.reports.model import (
     ACTIVITY_COLLECTORS,
     CONTROL_STATUSES,
+    DAY_STATUSES,
     EVENT_COLLECTORS,
     STATUS_RULE,
     Assessment,
     EvidenceRecord,
     control_slug,
     day_ranges,
+    manual_cell,
 )
 from attestly.reports.sanitize import clean_scope, clean_text, scope_label
 
@@ -40,6 +42,7 @@ STATUS_LABELS: Mapping[str, str] = {
     "no_evidence": "No evidence",
     "exception": "Exception",
     "not_assessed": "Not assessed",
+    "not_in_scope": "Not in scope",
 }
 
 
@@ -59,17 +62,33 @@ class BuildContext:
     public_key_fingerprint: str
 
 
+def required_cells(control: Any) -> list[str]:
+    """A control's required cells: its collectors, and its manual evidence when it is manual."""
+    return [*control.collectors, *([manual_cell(control.id)] if control.manual else [])]
+
+
 def assess_all(policy: Policy, snapshot: Snapshot) -> dict[str, Assessment]:
-    """Every policy control assessed over the snapshot's period (mapped controls need their status too)."""
+    """Every policy control assessed over the snapshot's period (mapped controls need their status too).
+    A SOC 2 criterion whose category is not in scope is ``not_in_scope``, with no days."""
     index = snapshot.index
-    return {
-        cid: index.assess(
+    out: dict[str, Assessment] = {}
+    for cid, c in policy.controls.items():
+        if not policy.in_scope(c):
+            out[cid] = Assessment(
+                control_id=cid,
+                collectors=(),
+                period=snapshot.period,
+                days=(),
+                status="not_in_scope",
+                counts=dict.fromkeys(DAY_STATUSES, 0),
+            )
+            continue
+        out[cid] = index.assess(
             control_id=cid,
-            collectors=list(c.collectors),
+            collectors=required_cells(c),
             optional=index.source_collectors(cid, exclude=c.collectors),
         )
-        for cid, c in policy.controls.items()
-    }
+    return out
 
 
 def _item_days(ctx: BuildContext, rec: EvidenceRecord) -> list[date]:
@@ -295,7 +314,11 @@ def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) 
 
 def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
     """The policy's collectors one by one, and the source checks as one row (worst status first)."""
-    out = {c.collector: c.status for c in cells if c.collector not in a.optional}
+    out = {
+        ("manual evidence" if c.collector.startswith("manual:") else c.collector): c.status
+        for c in cells
+        if c.collector not in a.optional
+    }
     extra = [c.status for c in cells if c.collector in a.optional]
     if extra:
         for status in ("error", "fail", "pass", "not_assessed", "missing"):
@@ -303,6 +326,52 @@ def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
                 out[f"scanner checks ({len(extra)})"] = status
                 break
     return out
+
+
+def _manual_section(ctx: BuildContext, control: Any, a: Assessment) -> dict[str, Any] | None:
+    """For a manual control: what is requested, how often, the statements that count in the period
+    (who attested what, when, which files), and the days its evidence was overdue."""
+    if not control.manual:
+        return None
+    from attestly.reports.model import CADENCE_DAYS
+
+    index = ctx.snapshot.index
+    cell = manual_cell(control.id)
+    statements = []
+    for rec in index.manual_records(control.id):
+        m = rec.manual or {}
+        statements.append(
+            {
+                "seq": rec.seq,
+                "sha256": rec.sha256,
+                "title": clean_text(m.get("title"), limit=200),
+                "attested_by": clean_text(m.get("attested_by"), limit=128),
+                "attested_at": clean_text(m.get("attested_at"), limit=40),
+                "recorded_by": clean_text(m.get("recorded_by"), limit=128),
+                "covers": f"{rec.period_start.date().isoformat()}..{rec.last_day().isoformat()}",
+                "current_until": (
+                    rec.last_day() + timedelta(days=CADENCE_DAYS[str(control.cadence)])
+                ).isoformat(),
+                "result": rec.result,
+                "files": [
+                    {
+                        "name": clean_text(f.get("name"), limit=128),
+                        "sha256": f.get("sha256"),
+                        "size": f.get("size"),
+                        "media_type": clean_text(str(f.get("media_type", "")).split(";")[0], limit=100),
+                    }
+                    for f in m.get("attachments", [])
+                ],
+            }
+        )
+    overdue = [d.day for d in a.days for c in d.cells if c.collector == cell and c.status == "missing"]
+    return {
+        "cadence": control.cadence,
+        "requested": control.requested,
+        "statements": statements,
+        "overdue_days": day_ranges(overdue),
+        "overdue_day_count": len(overdue),
+    }
 
 
 def build_control_report(
@@ -331,6 +400,10 @@ def build_control_report(
             "summary": control.summary,
             "owner": str(control.owner),
             "manual": control.manual,
+            "evidenced_by": control.evidenced_by,
+            "specification": control.specification,
+            "category": control.category,
+            "in_scope": policy.in_scope(control),
             "collectors": list(control.collectors),
             "maps_to": [
                 {
@@ -357,13 +430,18 @@ def build_control_report(
             for d in a.days
         ],
         "source_checks": list(a.optional),
+        "manual_evidence": _manual_section(ctx, control, a),
         "exceptions": _exceptions(ctx, a),
         "accepted": _accepted(ctx, a),
         "disagreements": _disagreements(ctx, a),
         "no_evidence_days": day_ranges(a.days_with("no_evidence")),
         "not_assessed_days": day_ranges(a.days_with("not_assessed")),
         "missing": [
-            {"collector": c, "days": day_ranges(ds), "day_count": len(ds)}
+            {
+                "collector": "manual evidence (overdue or never given)" if c.startswith("manual:") else c,
+                "days": day_ranges(ds),
+                "day_count": len(ds),
+            }
             for c, ds in sorted(missing.items())
         ],
         "activity": _activity(ctx, a, rows),
@@ -386,6 +464,12 @@ def build_index(
     policy = ctx.policy
     fw = policy.frameworks[framework]  # type: ignore[index]
     counts = {s: sum(1 for r in reports if r["status"] == s) for s in CONTROL_STATUSES}
+    evidenced_by = {
+        k: sum(1 for r in reports if r["control"]["evidenced_by"] == k)
+        for k in ("automated", "manual", "both")
+    }
+    order = {s: i for i, s in enumerate(CONTROL_STATUSES)}
+    ranked = sorted(enumerate(reports), key=lambda ir: (order[ir[1]["status"]], ir[0]))
     crosswalk = []
     for r in reports:
         control = policy.control(r["control"]["id"])
@@ -421,18 +505,23 @@ def build_index(
         "public_key_fingerprint": ctx.public_key_fingerprint,
         "status_rule": STATUS_RULE,
         "status_counts": counts,
+        "evidenced_by_counts": evidenced_by,
         "controls": [
             {
                 "id": r["control"]["id"],
                 "slug": r["control"]["slug"],
                 "title": r["control"]["title"],
                 "owner": r["control"]["owner"],
+                "evidenced_by": r["control"]["evidenced_by"],
+                "specification": r["control"]["specification"],
                 "status": r["status"],
                 "day_counts": r["day_counts"],
                 "exception_count": len(r["exceptions"]),
                 "top_exceptions": r["exceptions"][:3],
+                "manual_overdue_days": (r["manual_evidence"] or {}).get("overdue_day_count", 0),
+                "manual_statements": len((r["manual_evidence"] or {}).get("statements", [])),
             }
-            for r in reports
+            for _i, r in ranked
         ],
         "crosswalk": crosswalk,
         "evidence_count": len(evidence),

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from attestly.evidence import canonical_json
 from attestly.reports.build import BuildContext, assess_all, build_control_report, build_index
-from attestly.reports.chart import chart_png, data_uri
+from attestly.reports.chart import chart_svg
 from attestly.reports.model import Assessment, Period, ReportInputError
 from attestly.reports.oscal import assessment_results
-from attestly.reports.render import html_to_pdf, json_bytes, render_template
+from attestly.reports.render import html_to_pdf, json_bytes, render_pdfs, render_template
 
 if TYPE_CHECKING:
     from attestly.ledger import Ledger
@@ -263,23 +263,26 @@ def render_bundle(
     assessments = assessments or assess_all(policy, snapshot)
     files: dict[str, bytes] = {}
     reports: list[dict[str, Any]] = []
+    pdf_jobs: list[tuple[str, tuple[str, str]]] = []
     for cid in control_ids:
         report = build_control_report(ctx, cid, assessments)
         reports.append(report)
         slug = report["control"]["slug"]
-        if formats & {"html", "pdf"}:
+        chart = chart_svg(assessments[cid])
+        if "html" in formats:
             html = render_template(
-                "control_report.html.j2",
-                r=report,
-                chart=data_uri(chart_png(assessments[cid])),
-                bucket=bucket,
+                "control_report.html.j2", r=report, chart=chart, bucket=bucket, for_pdf=False
             )
-            if "html" in formats:
-                files[f"controls/{slug}.html"] = html.encode()
-            if "pdf" in formats:
-                files[f"controls/{slug}.pdf"] = html_to_pdf(html, name=f"the report of {cid}")
+            files[f"controls/{slug}.html"] = html.encode()
+        if "pdf" in formats:
+            html = render_template(
+                "control_report.html.j2", r=report, chart=chart, bucket=bucket, for_pdf=True
+            )
+            pdf_jobs.append((f"controls/{slug}.pdf", (html, f"the report of {cid}")))
         if "json" in formats:
             files[f"controls/{slug}.json"] = json_bytes(report)
+    for (path, _job), pdf in zip(pdf_jobs, render_pdfs([j for _p, j in pdf_jobs]), strict=True):
+        files[path] = pdf
     index = build_index(ctx, framework=request.framework, reports=reports, assessments=assessments)
     if formats & {"html", "pdf"}:
         html = render_template(
@@ -337,7 +340,7 @@ def render_reports(
     bundles = []
     for req in reqs:
         if req.period not in snapshots:
-            snap = load_snapshot(ledger=ledger, period=req.period)
+            snap = load_snapshot(ledger=ledger, period=req.period, cadences=policy.cadences())
             snapshots[req.period] = (snap, assess_all(policy, snap))
         snap, assessments = snapshots[req.period]
         bundles.append(

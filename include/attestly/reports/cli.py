@@ -139,7 +139,7 @@ def cmd_report_render(args: argparse.Namespace) -> int:
                 print(
                     f"  stored under s3://{s['bucket']}/{s['stored']['prefix']} (ledger entry {s['stored']['ledger_seq']})"
                 )
-    effective = all(st == "effective" for s in summaries for st in s["statuses"].values())
+    effective = all(st in ("effective", "not_in_scope") for s in summaries for st in s["statuses"].values())
     return EXIT_OK if effective else EXIT_PROBLEM
 
 

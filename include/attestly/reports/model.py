@@ -25,7 +25,14 @@ Status rules (a contract of the reports; they are also printed in every report):
   ``exceptions`` if any day is an exception; else ``no_evidence`` if any day is ``no_evidence`` or
   ``not_assessed``; else ``effective`` (evidence for every collector on every day, all passing).
 
-An item counts for every day of the report period that its own period overlaps.
+An item counts for every day of the report period that its own period overlaps — except:
+
+- *manual evidence* (collector ``manual``: documents and sign-offs, see :mod:`attestly.manual`) counts
+  for a manual control from the first day it covers until its cadence has run out (``to`` + 31/92/183/366
+  days for monthly/quarterly/semiannual/annual); each manual control has one required cell
+  ``manual:<control id>``, so a day after the evidence ran out (overdue) is a ``no evidence`` day;
+- *periodic collectors* (:data:`PERIODIC_COLLECTORS`, e.g. the quarterly archive restore test) count
+  the same way for their cadence.
 """
 
 from __future__ import annotations
@@ -41,15 +48,28 @@ EVENT_COLLECTORS: Mapping[str, str] = {
     "archive.manifest": "retention_archive",
     "disposal.certificate": "key_disposal",
 }
+#: Collectors that run on a cadence rather than daily: an item keeps its controls current for that long.
+PERIODIC_COLLECTORS: Mapping[str, str] = {"archive.restore_test": "quarterly"}
+#: Cadence days (as ``attestly.policy.models.CADENCE_DAYS``; repeated here: this module imports no policy).
+CADENCE_DAYS: Mapping[str, int] = {"monthly": 31, "quarterly": 92, "semiannual": 183, "annual": 366}
+MAX_CADENCE_DAYS = max(CADENCE_DAYS.values())
+MANUAL_COLLECTOR = "manual"
+
+
+def manual_cell(control_id: str) -> str:
+    """The required cell of a manual control: its manual evidence."""
+    return f"{MANUAL_COLLECTOR}:{control_id}"
+
+
 #: Collectors whose results get their own section in a report ("where the control is about them").
 ACTIVITY_COLLECTORS: tuple[str, ...] = ("quality.audit_log", "archive.manifest", "disposal.certificate")
 
 CellStatus = Literal["pass", "fail", "error", "not_assessed", "missing"]
 DayStatus = Literal["effective", "exception", "no_evidence", "not_assessed"]
-ControlStatus = Literal["effective", "exceptions", "no_evidence"]
+ControlStatus = Literal["effective", "exceptions", "no_evidence", "not_in_scope"]
 
 DAY_STATUSES: tuple[DayStatus, ...] = ("effective", "exception", "no_evidence", "not_assessed")
-CONTROL_STATUSES: tuple[ControlStatus, ...] = ("exceptions", "no_evidence", "effective")
+CONTROL_STATUSES: tuple[ControlStatus, ...] = ("exceptions", "no_evidence", "effective", "not_in_scope")
 
 STATUS_RULE = (
     "Status precedence: exceptions > no evidence > effective. A control is effective only when evidence "
@@ -178,6 +198,8 @@ class EvidenceRecord:
     scope: Mapping[str, str]
     finding_counts: Mapping[str, int]
     airflow: Mapping[str, Any] | None
+    #: Manual statements: title, attested_by, attested_at, recorded_by, attachments [{name, sha256, ...}].
+    manual: Mapping[str, Any] | None = None
 
     @classmethod
     def from_body(cls, *, seq: int, recorded_at: datetime, body: Mapping[str, Any]) -> EvidenceRecord:
@@ -197,7 +219,21 @@ class EvidenceRecord:
             scope={str(k): str(v) for k, v in sorted((body.get("scope") or {}).items())},
             finding_counts={str(k): int(v) for k, v in sorted((body.get("findings") or {}).items())},
             airflow=dict(airflow) if isinstance(airflow, Mapping) else None,
+            manual=_manual_of(body),
         )
+
+    def last_day(self) -> date:
+        return (
+            self.period_start.date()
+            if self.period_end <= self.period_start
+            else (self.period_end - timedelta(microseconds=1)).date()
+        )
+
+    def current_days(self, period: Period, cadence: str) -> list[date]:
+        """Days of ``period`` from this item's first day until its cadence runs out."""
+        lo = max(self.period_start.date(), period.start)
+        hi = min(self.last_day() + timedelta(days=CADENCE_DAYS[cadence]), period.end)
+        return [lo + timedelta(days=n) for n in range((hi - lo).days + 1)] if lo <= hi else []
 
     def overlapped_days(self, period: Period) -> list[date]:
         """Days of ``period`` that this item's own period ``[start, end)`` overlaps (an instant counts
@@ -210,6 +246,26 @@ class EvidenceRecord:
         )
         lo, hi = max(first, period.start), min(last, period.end)
         return [lo + timedelta(days=n) for n in range((hi - lo).days + 1)] if lo <= hi else []
+
+
+def _manual_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    manual = body.get("manual")
+    if body.get("collector") != MANUAL_COLLECTOR or not isinstance(manual, Mapping):
+        return None
+    raw = body.get("attachments")
+    files: list[Any] = raw if isinstance(raw, list) else []
+    return {
+        "title": str(manual.get("title", "")),
+        "attested_by": str(manual.get("attested_by", "")),
+        "attested_at": str(manual.get("attested_at", "")),
+        "recorded_by": str(manual.get("recorded_by", "")),
+        "attachments": [
+            {"name": str(a.get("name", "")), "sha256": str(a.get("sha256", "")), "size": int(a.get("size", 0)),
+             "media_type": str(a.get("media_type", "")), "key": str(a.get("key", "")),
+             "version_id": str(a.get("version_id", ""))}
+            for a in files if isinstance(a, Mapping)
+        ],
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -337,23 +393,46 @@ class EvidenceIndex:
     """Evidence and run records of one period, indexed by (collector, day)."""
 
     def __init__(
-        self, *, period: Period, evidence: Iterable[EvidenceRecord], runs: Iterable[RunRecord]
+        self,
+        *,
+        period: Period,
+        evidence: Iterable[EvidenceRecord],
+        runs: Iterable[RunRecord],
+        cadences: Mapping[str, str] | None = None,
     ) -> None:
+        """``cadences``: each manual control's cadence (manual items count only for those controls)."""
         self.period = period
+        self.cadences: Mapping[str, str] = dict(cadences or {})
         self.runs: list[RunRecord] = sorted(runs, key=lambda r: r.seq)
         self._run_by_id = {(r.dag_id, r.run_id): r for r in self.runs}
         self.by_seq: dict[int, EvidenceRecord] = {}
         self._cells: dict[tuple[str, date], list[EvidenceRecord]] = {}
         for rec in sorted(evidence, key=lambda r: r.seq):
-            days = self.days_of(rec)
-            if not days:
+            if rec.collector == MANUAL_COLLECTOR:
+                cells = {manual_cell(c): rec.current_days(period, self.cadences[c])
+                         for c in rec.controls if c in self.cadences}  # fmt: skip
+            else:
+                cells = {rec.collector: self.days_of(rec)}
+            if not any(cells.values()):
                 continue
             self.by_seq[rec.seq] = rec
-            for d in days:
-                self._cells.setdefault((rec.collector, d), []).append(rec)
+            for cell, days in cells.items():
+                for d in days:
+                    self._cells.setdefault((cell, d), []).append(rec)
 
     def days_of(self, rec: EvidenceRecord) -> list[date]:
-        """Days of the period an item counts for (event items: the day of the activity)."""
+        """Days of the period an item counts for (event items: the day of the activity; manual and
+        periodic items: until their cadence runs out)."""
+        if rec.collector == MANUAL_COLLECTOR:
+            days = {
+                d
+                for c in rec.controls
+                if c in self.cadences
+                for d in rec.current_days(self.period, self.cadences[c])
+            }
+            return sorted(days)
+        if rec.collector in PERIODIC_COLLECTORS:
+            return rec.current_days(self.period, PERIODIC_COLLECTORS[rec.collector])
         if rec.collector in EVENT_COLLECTORS:
             day = rec.recorded_at.date()
             if rec.airflow:
@@ -379,7 +458,7 @@ class EvidenceIndex:
     def source_collectors(self, control_id: str, exclude: Iterable[str] = ()) -> list[str]:
         """Collectors (other than ``exclude``) whose evidence in the period names ``control_id`` — the
         scanners' checks, mapped to controls by the sources' own mappings."""
-        skip = set(exclude)
+        skip = {*exclude, MANUAL_COLLECTOR}
         return sorted(
             {
                 r.collector
@@ -387,6 +466,12 @@ class EvidenceIndex:
                 if control_id in r.controls and r.collector not in skip
             }
         )
+
+    def manual_records(self, control_id: str) -> list[EvidenceRecord]:
+        """The manual statements that count for ``control_id`` in the period, in ledger order."""
+        cell = manual_cell(control_id)
+        seqs = sorted({r.seq for (c, _d), recs in self._cells.items() if c == cell for r in recs})
+        return [self.by_seq[s] for s in seqs]
 
     def assess(
         self, *, control_id: str, collectors: Sequence[str], optional: Sequence[str] = ()

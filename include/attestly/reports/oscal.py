@@ -58,6 +58,8 @@ def assessment_results(
     observations: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     for r in reports:
+        if r["status"] == "not_in_scope":
+            continue  # not assessed: no observation or finding (the index lists it as not in scope)
         c = r["control"]
         token = oscal_control_id(c["id"])
         obs_uuid = _uuid(seed, "observation", c["id"])
@@ -77,8 +79,8 @@ def assessment_results(
                 "uuid": obs_uuid,
                 "title": f"{c['id']} daily evidence {label}",
                 "description": (
-                    f"Automated daily evidence for {c['id']} ({c['title']}) from the collectors "
-                    f"{', '.join(c['collectors']) or 'none (manual control)'}: "
+                    f"Daily evidence for {c['id']} ({c['title']}) from the collectors "
+                    f"{', '.join(c['collectors']) or 'none'}{' and manual evidence' if c.get('manual') else ''}: "
                     f"{counts.get('effective', 0)} effective, {counts.get('exception', 0)} exception, "
                     f"{counts.get('no_evidence', 0)} no-evidence and {counts.get('not_assessed', 0)} "
                     f"not-assessed days; {len(r['evidence'])} evidence items."

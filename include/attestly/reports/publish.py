@@ -40,6 +40,12 @@ def publish(
     """Store every file and the packet, then ledger the ``report`` entry. Idempotent; returns
     ``{framework, period, rendition, prefix, packet{key, version_id, sha256, size}, objects[...],
     statuses, status_counts, ledger_seq, created, recorded_at}``."""
+    existing = ledger.find(dedupe_key(bundle))
+    if existing is not None:
+        # Already stored and ledgered (a re-run, a retry after the e-mail failed): the ledger entry is
+        # the record; nothing is listed or written again (every object is create-only and locked, and
+        # `attestly verify` re-hashes the versions the entry names).
+        return _result(existing, created=False, objects_created=0)
     retain = store.retain_until_for(bundle.period.end_dt)
     items = [(bundle.prefix + path, body, content_type(path), path) for path, body in bundle.files.items()]
     items.append(
@@ -74,12 +80,16 @@ def publish(
         "airflow": airflow,
     }
     entry, created = ledger.append(REPORT_KIND, body, dedupe_key=dedupe_key(bundle))
+    return _result(entry, created=created, objects_created=sum(1 for s in stored if s.created))
+
+
+def _result(entry: Any, *, created: bool, objects_created: int) -> dict[str, Any]:
     return {
         **{k: entry.body[k] for k in ("framework", "period", "rendition", "prefix", "packet", "objects")},
         "statuses": entry.body["statuses"],
         "status_counts": entry.body["status_counts"],
         "ledger_seq": entry.seq,
         "created": created,
-        "objects_created": sum(1 for s in stored if s.created),
+        "objects_created": objects_created,
         "recorded_at": iso(entry.recorded_at),
     }

@@ -148,6 +148,8 @@ def html_to_pdf(html: str, *, name: str) -> bytes:
     # data: URIs only (the embedded chart): a report never reaches out to the network or the disk.
     fetcher = URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
     detector = _FallbackDetector()
+    # WeasyPrint logs seven "Step n" lines per document at INFO: thousands per catalog in the task log.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
     weasy_logger = logging.getLogger("weasyprint")
     weasy_logger.addHandler(detector)
     try:
@@ -171,3 +173,44 @@ def html_to_pdf(html: str, *, name: str) -> bytes:
 def json_bytes(value: Any) -> bytes:
     """Stable, readable JSON: sorted keys, two-space indent, UTF-8, trailing newline."""
     return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _pdf_job(job: tuple[str, str]) -> bytes:
+    html, name = job
+    return html_to_pdf(html, name=name)
+
+
+def render_processes() -> int:
+    """Processes for PDF rendering: ``ATTESTLY_RENDER_PROCESSES``, else the machine's CPUs (at most 8)."""
+    import os
+
+    raw = os.environ.get("ATTESTLY_RENDER_PROCESSES", "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise RenderError(f"ATTESTLY_RENDER_PROCESSES={raw!r} is not a number") from None
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def render_pdfs(jobs: list[tuple[str, str]], *, processes: int | None = None) -> list[bytes]:
+    """PDFs of ``jobs`` (``(html, name)``), in order. Rendered by a pool of processes when there are many
+    (WeasyPrint is CPU-bound and single-threaded); the bytes do not depend on which process rendered
+    them. Where processes cannot be started (a daemonic worker, e.g. a Celery prefork child), they are
+    rendered here, one after the other."""
+    n = render_processes() if processes is None else processes
+    if n <= 1 or len(jobs) < 8:
+        return [_pdf_job(j) for j in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if multiprocessing.current_process().daemon:
+        logging.getLogger(__name__).info("rendering %d PDFs in this process (daemonic: no pool)", len(jobs))
+        return [_pdf_job(j) for j in jobs]
+    import threading
+
+    # fork is instant (WeasyPrint already imported) and safe with no other thread alive; otherwise a
+    # fork server (which re-imports the main module, as multiprocessing requires).
+    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+    with ProcessPoolExecutor(max_workers=min(n, len(jobs)), mp_context=ctx) as pool:
+        return list(pool.map(_pdf_job, jobs, chunksize=max(1, len(jobs) // (n * 8))))

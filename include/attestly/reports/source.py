@@ -9,13 +9,22 @@ Only whitelisted fields of an object are kept (see :mod:`attestly.reports.saniti
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from attestly.evidence import EvidenceError, parse_item, sha256_hex
-from attestly.reports.model import EVENT_COLLECTORS, EvidenceIndex, EvidenceRecord, Period, RunRecord
+from attestly.reports.model import (
+    EVENT_COLLECTORS,
+    MANUAL_COLLECTOR,
+    MAX_CADENCE_DAYS,
+    PERIODIC_COLLECTORS,
+    EvidenceIndex,
+    EvidenceRecord,
+    Period,
+    RunRecord,
+)
 from attestly.reports.sanitize import clean_text
 
 if TYPE_CHECKING:
@@ -64,9 +73,13 @@ class Snapshot:
         return sorted(s for s in set(seqs) if not any(d.covers(s) for d in self.digests))
 
 
-def load_snapshot(*, ledger: Ledger, period: Period) -> Snapshot:
-    """Evidence items that count for ``period`` (see :class:`EvidenceIndex`), every run record, every
-    digest row. Reads the ledger only."""
+def load_snapshot(*, ledger: Ledger, period: Period, cadences: Mapping[str, str] | None = None) -> Snapshot:
+    """Evidence items that count for ``period`` (see :class:`EvidenceIndex`; ``cadences`` are the manual
+    controls' — ``Policy.cadences()``), every run record, every digest row. Reads the ledger only."""
+    from datetime import timedelta
+
+    # Manual and periodic items count until their cadence runs out: look back far enough for them.
+    lookback = period.start - timedelta(days=MAX_CADENCE_DAYS)
     runs: list[RunRecord] = []
     for e in ledger.entries(kind="run"):
         run = RunRecord.from_body(seq=e.seq, body=e.body)
@@ -75,9 +88,12 @@ def load_snapshot(*, ledger: Ledger, period: Period) -> Snapshot:
     evidence: list[EvidenceRecord] = []
     for e in ledger.entries(kind="evidence"):
         rec = EvidenceRecord.from_body(seq=e.seq, recorded_at=e.recorded_at, body=e.body)
-        if rec.collector in EVENT_COLLECTORS or rec.overlapped_days(period):
+        if rec.collector == MANUAL_COLLECTOR or rec.collector in PERIODIC_COLLECTORS:
+            if rec.period_start.date() <= period.end and rec.last_day() >= lookback:
+                evidence.append(rec)
+        elif rec.collector in EVENT_COLLECTORS or rec.overlapped_days(period):
             evidence.append(rec)
-    index = EvidenceIndex(period=period, evidence=evidence, runs=runs)
+    index = EvidenceIndex(period=period, evidence=evidence, runs=runs, cadences=cadences)
     digests = [
         DigestRow(
             key=str(r["key"]),
