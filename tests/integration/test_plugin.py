@@ -13,6 +13,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,13 @@ def _plant(bucket: str) -> dict[str, Any]:
     period = quarter_to_date(datetime.now(UTC).date())
     start = datetime.combine(period.start, time(0), tzinfo=UTC)
     end = period.end_dt
-    usable = {
+    usable = {  # automated controls in scope (a manual one also needs documents to pass)
         cid: set(c.collectors)
         for cid, c in policy.controls.items()
-        if c.collectors and not set(c.collectors) & set(EVENT_COLLECTORS)
+        if c.collectors
+        and not c.manual
+        and policy.in_scope(c)
+        and not set(c.collectors) & set(EVENT_COLLECTORS)
     }
     passing_id = min(usable, key=lambda cid: (len(usable[cid]), cid))
     passing = usable[passing_id]
@@ -274,7 +278,8 @@ def test_the_view_in_the_airflow_ui(ui: dict[str, Any], tmp_path: Path) -> None:
     count = asyncio.run(_browse(browser, ui["url"], ui["token"], png, tmp_path / "chromium-profile"))
     from attestly.policy import load_policy
 
-    assert count == len(load_policy().controls)
+    policy = load_policy()
+    assert count == sum(1 for c in policy.controls.values() if policy.in_scope(c))
     assert png.stat().st_size > 10_000
     print(f"screenshot: {png}")
 
@@ -392,6 +397,7 @@ def test_page_escapes_ledger_text() -> None:
                 exceptions=(),
                 exceptions_total=0,
                 runs=(),
+                manual=True,
             )
         ],
         seals=[],
@@ -400,6 +406,124 @@ def test_page_escapes_ledger_text() -> None:
         reports_truncated=False,
         verify=None,
     )
+    from attestly.ui.overview import ItemRow
+
+    overview.controls[0] = replace(
+        overview.controls[0],
+        latest=(
+            ItemRow(
+                seq=1,
+                collector="manual",
+                result="pass",
+                period_start="2026-10-01T00:00:00Z",
+                period_end="2026-11-01T00:00:00Z",
+                scope=evil,
+                sha256="0" * 64,
+                run=None,
+                manual={"title": evil, "attested_by": evil, "attested_at": "2026-11-02T00:00:00Z"},
+            ),
+        ),
+    )
     html = render_page(overview)
     assert "<script>alert(1)</script>" not in html
+    assert 'class="add-evidence" href="/attestly/evidence/add?control=%3Cscript%3E' in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# ------------------------------------------------------------------------------- manual evidence upload
+
+UPLOAD_CONTROL = "soc2:CC1.4"  # manual: annual security awareness training records
+PDF = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
+
+
+def _token_for(ui: dict[str, Any], user: str) -> str:
+    passwords = json.loads(Path(ui["passwords_file"]).read_text())
+    return api_token({"url": ui["url"], "username": user, "password": passwords[user]})
+
+
+def _upload(ui: dict[str, Any], token: str, files: list[tuple[str, bytes]], *, header: bool = True,
+            period: tuple[str, str] = ("2026-01-01", "2026-06-30"), **fields: str) -> httpx.Response:  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    if header:
+        headers["X-Attestly-Action"] = "add-evidence"
+    data = {"control": [UPLOAD_CONTROL], "period_from": period[0], "period_to": period[1],
+            "title": "2026 H1 training completion", **fields}  # fmt: skip
+    return httpx.post(
+        ui["url"] + "/attestly/api/evidence",
+        headers=headers,
+        data=data,
+        files=[("file", (name, body, "application/octet-stream")) for name, body in files],
+        timeout=120,
+    )
+
+
+def _manual_entries() -> list[Any]:
+    from attestly.ledger import Ledger
+
+    with Ledger.connect() as ledger:
+        return [e for e in ledger.entries(kind="evidence") if e.body.get("collector") == "manual"]
+
+
+def test_upload_manual_evidence_from_the_view(ui: dict[str, Any]) -> None:
+    """The form records a statement exactly as `attestly evidence add` does, attested by the logged-in
+    user; viewers cannot upload; a request without the action header, a file whose content is not what
+    its name says, a reversed period and an oversized file are refused with the reason, nothing written."""
+    admin = ui["token"]
+    viewer = _token_for(ui, "auditor")
+    # Reading is allowed to the viewer; the form and the upload are not.
+    assert _get(ui, "/attestly/", token=viewer).status_code == 200
+    assert _get(ui, "/attestly/evidence/add", token=viewer).status_code == 403
+    assert _upload(ui, viewer, [("training.pdf", PDF)]).status_code == 403
+    assert _get(ui, "/attestly/evidence/add").status_code == 401
+
+    form = _get(ui, "/attestly/evidence/add", token=admin, params={"control": UPLOAD_CONTROL})
+    assert form.status_code == 200
+    assert f'<option value="{UPLOAD_CONTROL}" selected>' in form.text
+    assert 'name="file" type="file" multiple' in form.text
+    page = _get(ui, "/attestly/", token=admin).text
+    assert f'href="/attestly/evidence/add?control={quote(UPLOAD_CONTROL, safe="")}"' in page
+
+    before = _manual_entries()
+    assert _upload(ui, admin, [("training.pdf", PDF)], header=False).status_code == 400
+    disguised = _upload(ui, admin, [("training.pdf", b"<html><script>alert(1)</script></html>")])
+    assert disguised.status_code == 400, disguised.text
+    assert "training.pdf" in disguised.json()["detail"]
+    reversed_period = _upload(ui, admin, [("training.pdf", PDF)], period=("2026-06-30", "2026-01-01"))
+    assert reversed_period.status_code == 400
+    assert "period to 2026-01-01 is before period from 2026-06-30" in reversed_period.json()["detail"]
+    unknown = _upload(ui, admin, [("training.pdf", PDF)], control="soc2:CC99.9")
+    assert unknown.status_code == 400 and "soc2:CC99.9" in unknown.json()["detail"]
+    too_big = _upload(ui, admin, [("big.txt", b"a" * (25 * 1024 * 1024 + 1))])
+    assert too_big.status_code == 400 and "big.txt" in too_big.json()["detail"]
+    assert _manual_entries() == before
+
+    body = PDF + b"% " + uuid.uuid4().hex.encode() + b"\n"
+    roster = b"employee,completed\ne-1001,2026-03-02\n"
+    first = _upload(ui, admin, [("training.pdf", body), ("roster.csv", roster)])
+    assert first.status_code == 201, first.text
+    rec = first.json()
+    assert rec["created"] is True and rec["controls"] == [UPLOAD_CONTROL]
+    assert rec["attested_by"] == ui["username"]
+    assert sorted(a["name"] for a in rec["attachments"]) == ["roster.csv", "training.pdf"]
+    again = _upload(ui, admin, [("training.pdf", body), ("roster.csv", roster)])
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["sha256"] == rec["sha256"]
+    [entry] = [e for e in _manual_entries() if e not in before]
+    assert entry.body["manual"]["recorded_by"] == f"ui:{ui['username']}"
+    # Stored write-once: the attachment's bytes in the bucket are the uploaded ones, under Object Lock.
+    s3 = aws_client("s3")
+    att = next(a for a in entry.body["attachments"] if a["name"] == "training.pdf")
+    obj = s3.get_object(Bucket=ui["bucket"], Key=att["key"], VersionId=att["version_id"])
+    assert obj["Body"].read() == body and obj["ObjectLockMode"] == "COMPLIANCE"
+
+    # The view lists it for the control with who attested it; `verify` checks it like any other item.
+    data = _get(ui, "/attestly/api/overview", token=admin).json()
+    control = next(c for c in data["controls"] if c["control_id"] == UPLOAD_CONTROL)
+    manual = [i for i in control["latest"] if i["collector"] == "manual"]
+    assert manual and manual[0]["manual"]["attested_by"] == ui["username"]
+    verified = httpx.post(
+        ui["url"] + "/attestly/api/verify",
+        headers={"Authorization": f"Bearer {admin}", "X-Attestly-Action": "verify"},
+        timeout=300,
+    )
+    assert verified.status_code == 200 and verified.json()["report"]["ok"] is True, verified.text[:2000]

@@ -78,7 +78,14 @@ def start(
     url = f"http://127.0.0.1:{api_port}"
     _wait_http(f"{url}/api/v2/monitor/health", timeout=120, proc=table.load()["airflow-api-server"])
     login = _login(p)
-    info = {"url": url, "username": login[0], "password": login[1], "logs": str(p.logs), "executor": executor}
+    info = {
+        "url": url,
+        "username": login[0],
+        "password": login[1],
+        "logs": str(p.logs),
+        "executor": executor,
+        "passwords_file": str(p.airflow_home / "passwords.json"),
+    }
     if not quiet:
         print(f"Airflow UI: {url}  (user {login[0]}, password {login[1]})")
         if executor == "celery":
@@ -125,7 +132,7 @@ def _login(p: core.Paths) -> tuple[str, str]:
         if path.exists():
             data = json.loads(path.read_text())
             if data:
-                user = next(iter(data))
+                user = "admin" if "admin" in data else next(iter(data))
                 return user, str(data[user])
         time.sleep(0.5)
     return "admin", f"(see {path})"

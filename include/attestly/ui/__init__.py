@@ -4,6 +4,7 @@ Public API::
 
     create_app(auth=, base_url=) -> FastAPI       # the app mounted at /attestly in Airflow's api-server
     require_airflow_user                          # the auth dependency: Airflow's own login, DAG-run read
+    require_evidence_writer                       # uploads: may create evidence_collection runs
     build_overview(ledger=, policy=, s3=, bucket=, today=, base_url=) -> Overview   # the page's data
     quarter_to_date(today) -> Period              # the period the control statuses cover
     run_verify(...) / last_verify(...)            # `verify_bucket` on demand; last result cached on disk
@@ -21,7 +22,7 @@ import importlib
 from typing import Any
 
 from attestly.ui.app import APP_PREFIX, create_app
-from attestly.ui.auth import require_airflow_user
+from attestly.ui.auth import require_airflow_user, require_evidence_writer
 
 # Loaded on first use: the plugin file imports this package in every Airflow process (scheduler,
 # dag-processor, tasks), which need only the two names above, and never the ledger or report code.
@@ -55,6 +56,7 @@ __all__ = [
     "quarter_to_date",
     "render_page",
     "require_airflow_user",
+    "require_evidence_writer",
     "run_url",
     "run_verify",
     "verify_cache_path",

@@ -7,6 +7,10 @@ Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
 - ``GET  /attestly/api/overview``     the same data as JSON (:meth:`Overview.to_dict`);
 - ``POST /attestly/api/verify``       run ``verify`` now and cache the result; needs the header
   ``X-Attestly-Action: verify`` (a cross-site form cannot set it), 409 while another check runs;
+- ``GET  /attestly/evidence/add``     the form that uploads manual evidence for controls (see
+  :mod:`attestly.ui.upload`); ``POST /attestly/api/evidence`` records it, needs the header
+  ``X-Attestly-Action: add-evidence`` and the ``writer`` dependency (the plugin passes
+  :func:`attestly.ui.auth.require_evidence_writer`: permission to create ``evidence_collection`` runs);
 - ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket — the version the
   ledger recorded, checked against its SHA-256 — served with
   ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
@@ -29,6 +33,11 @@ APP_PREFIX = "/attestly"
 VERIFY_HEADER = "X-Attestly-Action"
 
 
+def _user_name(user: Any) -> str:
+    name = user.get_name() if hasattr(user, "get_name") else str(user)
+    return str(name)
+
+
 def _overview(base_url: str | None, today: date | None = None) -> Any:
     from attestly import config
     from attestly.connections import aws_client
@@ -49,9 +58,19 @@ def _overview(base_url: str | None, today: date | None = None) -> Any:
         )
 
 
-def create_app(*, auth: Callable[..., Any], base_url: Callable[[], str | None] = lambda: None) -> FastAPI:
-    """The app; ``auth`` is a FastAPI dependency applied to every route, ``base_url`` gives the Airflow
-    base URL used in run links (read per request)."""
+def _deny_writes() -> None:
+    raise HTTPException(403, "uploading evidence is not enabled in this app")
+
+
+def create_app(
+    *,
+    auth: Callable[..., Any],
+    writer: Callable[..., Any] = _deny_writes,
+    base_url: Callable[[], str | None] = lambda: None,
+) -> FastAPI:
+    """The app; ``auth`` is a FastAPI dependency applied to every route, ``writer`` one that returns the
+    user allowed to record manual evidence (default: nobody), ``base_url`` gives the Airflow base URL used
+    in run links (read per request)."""
     app = FastAPI(
         title="Attestly evidence",
         description="The Evidence view of Attestly (control status, seals, verification, reports).",
@@ -89,6 +108,41 @@ def create_app(*, auth: Callable[..., Any], base_url: Callable[[], str | None] =
             return JSONResponse(run_verify())
         except VerifyBusy as exc:
             raise HTTPException(409, str(exc)) from exc
+
+    @app.get("/evidence/add", response_class=HTMLResponse)
+    def evidence_form(
+        request: Request,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        control: list[str] = Query(default=[]),  # noqa: B008
+    ) -> HTMLResponse:
+        from attestly.policy import load_policy
+        from attestly.ui.upload import render_form
+
+        html = render_form(load_policy(), user=_user_name(user), app_root=app_root(request), selected=control)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/evidence")
+    async def evidence_add(
+        request: Request,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        action: str | None = Header(default=None, alias=VERIFY_HEADER),
+    ) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        from attestly.policy import load_policy
+        from attestly.ui.upload import ACTION_HEADER_VALUE, UploadRefused, read_form, record_upload
+
+        if action != ACTION_HEADER_VALUE:
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: {ACTION_HEADER_VALUE}")
+        policy = await run_in_threadpool(load_policy)
+        try:
+            fields = await read_form(request, policy)
+            recorded = await run_in_threadpool(
+                record_upload, fields, user_name=_user_name(user), policy=policy
+            )
+        except UploadRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+        return JSONResponse(recorded, status_code=201 if recorded.get("created") else 200)
 
     @app.get("/reports/file")
     def report_file(key: str = Query(..., max_length=1024)) -> Response:

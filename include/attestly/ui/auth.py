@@ -35,3 +35,22 @@ async def require_airflow_user(
     user = await get_user(request, _oauth_token=None, bearer_credentials=credentials)
     requires_access_dag("GET", DagAccessEntity.RUN)(request, user)
     return user
+
+
+#: The DAG whose run-creation permission uploading manual evidence needs: recording evidence is a write to
+#: the same ledger `evidence_collection` writes, so whoever may not trigger it may not upload either.
+WRITE_DAG_ID = "evidence_collection"
+
+
+async def require_evidence_writer(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008 - FastAPI idiom
+) -> Any:
+    """The logged-in Airflow user allowed to create runs of ``evidence_collection`` (``POST`` on its DAG
+    runs: the simple auth manager's ``user`` role and above, never ``viewer``); ``401``/``403`` otherwise."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+
+    user = await get_user(request, _oauth_token=None, bearer_credentials=credentials)
+    requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=WRITE_DAG_ID)(request, user)
+    return user

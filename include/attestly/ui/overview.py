@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from attestly.evidence import iso
 from attestly.reports.build import assess_all
-from attestly.reports.model import Period
+from attestly.reports.model import MANUAL_COLLECTOR, Period, manual_cell
 from attestly.reports.sanitize import scope_label
 from attestly.reports.source import load_snapshot
 
@@ -76,6 +76,8 @@ class ItemRow:
     scope: str
     sha256: str
     run: RunLink | None
+    # A manual statement: title, who attested it and when (never the files themselves).
+    manual: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class ControlRow:
     exceptions: tuple[ItemRow, ...]
     exceptions_total: int
     runs: tuple[RunLink, ...]
+    manual: bool = False  # evidenced (also) by documents and sign-offs: the page offers the upload form
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def _item_row(rec: EvidenceRecord, base_url: str | None) -> ItemRow:
         scope=scope_label(rec.scope),
         sha256=rec.sha256,
         run=run,
+        manual=dict(rec.manual) if rec.manual else None,
     )
 
 
@@ -194,8 +198,8 @@ def _control_row(
     control = policy.controls[a.control_id]
     items = [by_seq[s] for s in a.evidence_seqs() if s in by_seq]
     latest: dict[str, EvidenceRecord] = {}
-    for rec in items:  # ascending seq: the last one per collector wins
-        latest[rec.collector] = rec
+    for rec in items:  # ascending seq: the last one per collector (manual: per control) wins
+        latest[manual_cell(a.control_id) if rec.collector == MANUAL_COLLECTOR else rec.collector] = rec
     failing = [r for r in reversed(items) if r.result in ("fail", "error")]
     runs = [runs_by_seq[s] for s in a.run_seqs() if s in runs_by_seq]
     return ControlRow(
@@ -210,6 +214,7 @@ def _control_row(
         exceptions=tuple(_item_row(r, base_url) for r in failing[:MAX_EXCEPTIONS]),
         exceptions_total=len(failing),
         runs=tuple(_run_link(r, base_url) for r in runs[-MAX_EXCEPTIONS:]),
+        manual=bool(control.manual),
     )
 
 
@@ -312,7 +317,7 @@ def build_overview(
     ``reports/`` in ``bucket`` (skipped when ``s3`` is None). ``today`` defaults to the UTC date."""
     now = datetime.now(UTC)
     period = quarter_to_date(today or now.date())
-    snapshot = load_snapshot(ledger=ledger, period=period)
+    snapshot = load_snapshot(ledger=ledger, period=period, cadences=policy.cadences())
     assessments = assess_all(policy, snapshot)
     runs_by_seq = {r.seq: r for r in snapshot.index.runs}
     controls = [
@@ -324,6 +329,7 @@ def build_overview(
             base_url=base_url,
         )
         for cid in sorted(assessments, key=lambda c: (str(policy.controls[c].framework), c))
+        if assessments[cid].status != "not_in_scope"
     ]
     digests = ledger.digests()
     reports: list[ReportRow] = []

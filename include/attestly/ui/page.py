@@ -54,6 +54,7 @@ _TEMPLATE = """<!doctype html>
   ({{ o.period.days|length }} day{{ "s" if o.period.days|length != 1 }}, quarter to date) · generated {{ o.generated_at }}</div>
 
 <h2 id="controls">Controls</h2>
+<p><a id="add-evidence" href="{{ evidence_url }}">Add manual evidence</a> <span class="muted">(documents and sign-offs for the controls they evidence)</span></p>
 <div class="summary">
   <span><span class="badge pass">pass</span> {{ o.status_counts.get("pass", 0) }}</span>
   <span><span class="badge fail">fail</span> {{ o.status_counts.get("fail", 0) }}</span>
@@ -66,7 +67,7 @@ collectors on every day; any failing item is a failure; a day without evidence (
 <tbody>
 {% for c in o.controls %}
 <tr id="control-{{ c.control_id }}" data-control="{{ c.control_id }}" data-status="{{ c.status }}">
-  <td><b>{{ c.control_id }}</b><br><span class="muted">{{ c.title }} · {{ c.owner }}</span></td>
+  <td><b>{{ c.control_id }}</b><br><span class="muted">{{ c.title }} · {{ c.owner }}</span>{% if c.manual %}<br><a class="add-evidence" href="{{ evidence_url }}?control={{ c.control_id|urlencode }}">add evidence</a>{% endif %}</td>
   <td><span class="badge {{ c.status }}">{{ status_label(c.status) }}</span></td>
   <td class="mono">{{ c.days.get("effective", 0) }} / {{ c.days.get("exception", 0) }} / {{ c.days.get("no_evidence", 0) }} / {{ c.days.get("not_assessed", 0) }}</td>
   <td>
@@ -149,7 +150,7 @@ document.getElementById("verify-button").addEventListener("click", async () => {
 """
 
 _ITEM_ROW = """{% macro item_row(i, kind) -%}
-<tr class="item" data-collector="{{ i.collector }}"><td>{{ kind }}</td><td><code>{{ i.collector }}</code><br><span class="muted">{{ i.scope }}</span></td>
+<tr class="item" data-collector="{{ i.collector }}"><td>{{ kind }}</td><td><code>{{ i.collector }}</code><br><span class="muted">{{ i.scope }}</span>{% if i.manual %}<br><span class="manual">{{ i.manual.title }}</span> <span class="muted">attested by {{ i.manual.attested_by }} at {{ i.manual.attested_at }}</span>{% endif %}</td>
 <td><span class="badge {{ result_class(i.result) }}">{{ i.result }}</span></td>
 <td class="mono">{{ i.period_start }} .. {{ i.period_end }}<br><span title="{{ i.sha256 }}">{{ i.sha256[:16] }}…</span></td>
 <td>{% if i.run %}{{ run_link(i.run) }}{% endif %}</td></tr>
@@ -179,6 +180,7 @@ def render_page(overview: Overview, *, app_root: str = "/attestly") -> str:
     values: dict[str, Any] = {
         "o": overview,
         "verify_url": f"{root}/api/verify",
+        "evidence_url": f"{root}/evidence/add",
         "file_url": file_url,
     }
     return template.render(**values)
