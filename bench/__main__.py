@@ -28,6 +28,7 @@ BENCHES: list[tuple[str, str, dict[str, Any]]] = [
     ("archive", "bench.bench_archive", {"quick": QUICK}),
     ("collection", "bench.bench_collection", {"quick": QUICK}),
     ("scanners", "bench.bench_scanners", {"quick": QUICK}),
+    ("reports", "bench.bench_reports", {"quick": QUICK}),
 ]
 
 
