@@ -6,7 +6,7 @@ evidence backup/restore controls ask for (SOC 2 A1.3, HIPAA 164.308(a)(7)(ii)(B)
 12.10.2; see `include/policy/controls.yaml`, collector `archive.restore_test`):
 
 1. **restore_test** — picks one verified archive batch whose key still exists (at random, seeded by the
-   run id so a retry tests the same batch), restores it into a scratch table of `archive_restore` like
+   quarter so a retry or re-run tests the same batch), restores it into a scratch table of `archive_restore` like
    `attestly archive restore`, reconciles row count, content hash and id range with the manifest
    recorded at verification, drops the scratch table and records `archive.restore_test` evidence for
    the quarter (pass, fail with the differences, or not applicable when nothing is archived yet);

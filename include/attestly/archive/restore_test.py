@@ -2,7 +2,8 @@
 
 Backup/restore controls (SOC 2 A1.3, HIPAA 164.308(a)(7)(ii)(B)/(D), PCI DSS 12.10.2) ask for proof that
 archived records can actually be brought back. Each run picks one verified archive batch whose key still
-exists — at random, but deterministically from the run id, so a retry tests the same batch — restores
+exists — at random, but deterministically from the data interval, so a retry or a re-run of the quarter
+tests the same batch — restores
 it into a scratch table of ``archive_restore`` exactly as ``attestly archive restore`` does, reconciles
 the restored rows with the manifest recorded at verification (row count, content hash, min/max id), drops
 the scratch table, and records the outcome as an evidence item for the quarter. The item holds only
