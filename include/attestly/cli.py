@@ -260,8 +260,7 @@ def cmd_evidence_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_add(args: argparse.Namespace) -> int:
-    from attestly import config
-    from attestly.connections import ConnectionNotFound, aws_client
+    from attestly.connections import ConnectionNotFound
     from attestly.ledger import Ledger
     from attestly.manual import ManualEvidenceError, add_evidence, default_recorder, read_files
     from attestly.policy import load_policy
@@ -286,11 +285,7 @@ def cmd_evidence_add(args: argparse.Namespace) -> int:
         signer = signer_from_connection()
     except (ConnectionNotFound, SigningError) as exc:
         raise UsageError(f"the signing key is not available ({exc})") from exc
-    store = EvidenceStore(
-        bucket=config.evidence_bucket(),
-        s3=aws_client("s3"),
-        retention_days=policy.retention.evidence.retention_days,
-    )
+    store = EvidenceStore.from_connection()
     with Ledger.connect() as ledger:
         try:
             recorded = add_evidence(

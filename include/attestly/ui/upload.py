@@ -142,18 +142,12 @@ async def read_form(request: Any, policy: Policy) -> dict[str, Any]:
 
 def record_upload(fields: dict[str, Any], *, user_name: str, policy: Policy) -> dict[str, Any]:
     """Record the statement (blocking: run it in the thread pool); the ``Recorded`` dict."""
-    from attestly import config
-    from attestly.connections import aws_client
     from attestly.ledger import Ledger
     from attestly.manual import ManualEvidenceError, add_evidence
     from attestly.signing import signer_from_connection
     from attestly.store import EvidenceStore
 
-    store = EvidenceStore(
-        bucket=config.evidence_bucket(),
-        s3=aws_client("s3"),
-        retention_days=policy.retention.evidence.retention_days,
-    )
+    store = EvidenceStore.from_connection()
     with Ledger.connect() as ledger:
         try:
             recorded = add_evidence(
