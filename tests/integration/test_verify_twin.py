@@ -375,6 +375,29 @@ def _replace_report_packet_archive(w: Store) -> None:
         w.s3.put_object(Bucket=w.bucket, Key=w.extra[name], Body=b"forged " + name.encode())
 
 
+def _lying_entry(w: Store) -> None:
+    """A signed entry (a bug, or a stolen key) that records the wrong hash and a longer lock than the object
+    has, for a manual statement whose own signature does not verify."""
+    obj = w.store.put_bytes(
+        "objects/sha256/" + "ab" * 32 + ".json", b"{}", retain_until=w.store.retain_until_for(DAY)
+    )
+    with Ledger.connect() as ledger:
+        ledger.append(
+            "evidence",
+            {
+                "collector": "manual",
+                "key": obj.key,
+                "version_id": obj.version_id,
+                "sha256": "ab" * 32,
+                "retain_until": "2099-01-01T00:00:00Z",
+                "period_start": "2026-04-04T00:00:00Z",
+                "period_end": "2026-04-05T00:00:00Z",
+                "signature": {"algorithm": "ed25519", "signature": "AAAA"},
+            },
+        )
+        assert ledger.seal(store=w.store, signer=signer_from_connection()) is not None
+
+
 @pytest.mark.parametrize(
     ("tamper", "kinds"),
     [
@@ -387,6 +410,7 @@ def _replace_report_packet_archive(w: Store) -> None:
         (_forged_gap, {"chain_broken"}),
         (_junk, {"malformed"}),
         (_replace_report_packet_archive, {"replaced"}),
+        (_lying_entry, {"altered", "lock", "bad_signature"}),
     ],
     ids=lambda v: getattr(v, "__name__", "clean").lstrip("_") if callable(v) or v is None else None,
 )
