@@ -1,4 +1,4 @@
-# The Attestly image: the official Airflow 3.3.2 image with the pinned requirements and the package.
+# The Attestly image: the official Airflow 3.3.2 image with the pinned runtime requirements and the package.
 # Used by every Airflow service in docker-compose.yaml, and as the image for the official Helm chart
 # (images.airflow.repository/tag) or any Kubernetes executor pod template.
 FROM apache/airflow:3.3.2-python3.11

@@ -57,3 +57,11 @@ def test_migrate_url_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ATTESTLY_DATABASE_URL", raising=False)
     with pytest.raises(migrate.MigrationError, match="ATTESTLY_DATABASE_URL"):
         migrate.migrate_url()
+
+
+def test_the_migration_entry_point_reports_a_missing_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ATTESTLY_DATABASE_URL", raising=False)
+    assert migrate.main([]) == 1
+    assert "ATTESTLY_DATABASE_URL" in capsys.readouterr().err

@@ -145,3 +145,22 @@ def migrate_url(url: str | None = None) -> list[str]:
     if not url:
         raise MigrationError("no database: give a superuser URL or set ATTESTLY_DATABASE_URL")
     return migrate_all(UrlServer(url))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attestly.db.migrate [URL]``: what a Kubernetes Job per release runs (URL defaults to
+    ``ATTESTLY_DATABASE_URL``). Exit 0 applied or up to date, 1 a migration failed."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        applied = migrate_url(args[0] if args else None)
+    except MigrationError as exc:
+        print(f"attestly migrations: {exc}", file=sys.stderr)
+        return 1
+    print(f"attestly migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
