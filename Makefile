@@ -34,10 +34,10 @@ setup-prowler: $(PROWLER_STAMP) ## install Prowler in .venv-prowler from require
 # Debian packages. RUNTIME: what the product needs to render reports reproducibly (WeasyPrint's Pango,
 # HarfBuzz subsetting — without it fonts are subset by fontTools, which stamps the clock into every PDF —
 # and the report fonts). TEST: what the tests and the Celery stack add (pdftoppm, Chromium for the
-# Evidence view's browser test, Redis for the CeleryExecutor). Installed when missing and we may (root
+# Evidence view's browser test, Redis for the CeleryExecutor, Node.js for the independent verifier verify.mjs). Installed when missing and we may (root
 # with apt-get, as in CI); otherwise the exact command is printed and the target fails.
 RUNTIME_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
-TEST_DEBS := poppler-utils chromium redis-server
+TEST_DEBS := poppler-utils chromium redis-server nodejs
 
 system-deps: ## install the Debian packages the product and its tests need (when missing)
 	@bash scripts/system-deps.sh $(RUNTIME_DEBS) $(TEST_DEBS)

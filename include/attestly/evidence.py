@@ -1,7 +1,11 @@
-"""The evidence item (contract ``attestly.evidence/v1``).
+"""The evidence item (contract ``attestly.evidence/v2``; ``v1`` items keep verifying).
 
-An evidence item is canonical JSON: keys sorted, UTF-8, no insignificant whitespace. Its SHA-256 over
-those bytes is its identity: it is stored content-addressed at ``objects/sha256/<hex>.json`` and the
+An evidence item is canonical JSON. ``attestly.evidence/v2`` items are serialised per RFC 8785 (the
+JSON Canonicalization Scheme, JCS: keys sorted by UTF-16 code units, numbers as ECMAScript prints them,
+minimal string escapes, UTF-8, no whitespace), so any JCS implementation reproduces the bytes.
+``attestly.evidence/v1`` items (written before) are Python's ``json.dumps(sort_keys=True,
+separators=(",", ":"), ensure_ascii=False)``; they are read and verified as v1, never rewritten. Its
+SHA-256 over those bytes is its identity: it is stored content-addressed at ``objects/sha256/<hex>.json`` and the
 ledger records that hash. Two runs that observe the same thing produce the same bytes, so re-running an
 interval stores nothing new. For that reason ``collected_at`` is the end of the data interval being
 evidenced (the moment the evidence speaks about), never the wall clock of the worker.
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-SCHEMA = "attestly.evidence/v1"
+SCHEMA_V1 = "attestly.evidence/v1"
+SCHEMA = "attestly.evidence/v2"
+SCHEMAS = {SCHEMA_V1: 1, SCHEMA: 2}
 
 Result = Literal["pass", "fail", "error", "not_applicable"]
 RESULTS: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
@@ -39,11 +46,42 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+class CanonicalError(ValueError):
+    """A value that has no canonical JSON form (NaN, an integer beyond 2**53, a non-JSON type)."""
+
+
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, no NaN."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """RFC 8785 (JCS) bytes of ``value``: what v2 evidence, v2 ledger entries and v2 digests hash and sign.
+
+    Integers must lie within ±(2**53 - 1) (JCS numbers are IEEE-754 doubles) and floats must be finite;
+    anything else is refused with :class:`CanonicalError` rather than serialised ambiguously."""
+    import rfc8785
+
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, OverflowError) as exc:
+        raise CanonicalError(f"no canonical JSON form: {exc}") from None
+
+
+def canonical_json_v1(value: Any) -> bytes:
+    """The v1 form: Python's sorted-keys compact JSON (``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``), UTF-8, no NaN. Verifies what v1 wrote, and keeps internal identifiers (dedupe
+    keys, rendition ids) stable across the upgrade; new signed or hashed formats use :func:`canonical_json`."""
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise CanonicalError(f"no canonical JSON form: {exc}") from None
+
+
+def canonical_for(version: int, value: Any) -> bytes:
+    """The canonical bytes of ``value`` in format ``version`` (1: sorted-keys JSON, 2: RFC 8785)."""
+    if version == 1:
+        return canonical_json_v1(value)
+    if version == 2:
+        return canonical_json(value)
+    raise CanonicalError(f"unknown canonical form version {version!r}")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -97,8 +135,12 @@ class EvidenceItem:
     data: dict[str, Any] = field(default_factory=dict)
     airflow: AirflowContext | None = None
     collected_at: datetime | None = None
+    #: 2 (RFC 8785) for everything new; 1 only to rebuild an item frozen before the upgrade.
+    version: int = 2
 
     def __post_init__(self) -> None:
+        if self.version not in (1, 2):
+            raise EvidenceError(f"evidence item {self.collector!r}: unknown schema version {self.version!r}")
         if not self.collector:
             raise EvidenceError("evidence item: 'collector' is empty")
         if not self.controls:
@@ -120,7 +162,7 @@ class EvidenceItem:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": SCHEMA if self.version == 2 else SCHEMA_V1,
             "collector": self.collector,
             "controls": sorted(set(self.controls)),
             "period": {"start": iso(self.period_start), "end": iso(self.period_end)},
@@ -136,7 +178,7 @@ class EvidenceItem:
         }
 
     def canonical(self) -> bytes:
-        return canonical_json(self.to_dict())
+        return canonical_for(self.version, self.to_dict())
 
     @property
     def sha256(self) -> str:
@@ -149,10 +191,14 @@ class EvidenceItem:
     @property
     def observation_sha256(self) -> str:
         """Hash of what was observed, without its provenance (``airflow``): two runs or tries that observe
-        the same thing share it, so a re-run does not ledger a second item for an unchanged observation."""
+        the same thing share it, so a re-run does not ledger a second item for an unchanged observation.
+
+        Computed over the v1 form of the item (whatever its version), so an interval observed before the
+        upgrade to v2 and re-run after it is still recognised as the same observation."""
         body = self.to_dict()
         body.pop("airflow")
-        return sha256_hex(canonical_json(body))
+        body["schema"] = SCHEMA_V1
+        return sha256_hex(canonical_json_v1(body))
 
 
 def object_key(sha256: str) -> str:
@@ -172,14 +218,38 @@ def derive_result(findings: tuple[Finding, ...] | list[Finding], *, empty: Resul
     return "pass"
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]!r} is out of range")
+    return value
+
+
+def item_version(value: dict[str, Any]) -> int:
+    """1 or 2 from an item's ``schema``; :class:`EvidenceError` for anything else."""
+    schema = value.get("schema")
+    version = SCHEMAS.get(schema) if isinstance(schema, str) else None
+    if version is None:
+        raise EvidenceError(
+            f"evidence object schema is {str(value.get('schema'))[:60]!r}, expected one of {sorted(SCHEMAS)}"
+        )
+    return version
+
+
 def parse_item(raw: bytes) -> dict[str, Any]:
-    """Parse stored bytes back and check they are canonical (re-serialising gives the same bytes)."""
+    """Parse stored bytes back and check they are canonical in their version's form (re-serialising
+    gives the same bytes): v2 RFC 8785, v1 sorted-keys JSON."""
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(raw, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise EvidenceError(f"evidence object is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict) or value.get("schema") != SCHEMA:
-        raise EvidenceError(f"evidence object is not {SCHEMA}")
-    if canonical_json(value) != raw:
-        raise EvidenceError("evidence object is not in canonical form")
+    if not isinstance(value, dict):
+        raise EvidenceError("evidence object is not a JSON object")
+    version = item_version(value)
+    try:
+        again = canonical_for(version, value)
+    except CanonicalError as exc:
+        raise EvidenceError(f"evidence object ({value['schema']}): {exc}") from exc
+    if again != raw:
+        raise EvidenceError(f"evidence object is not in the canonical form of {value['schema']}")
     return value

@@ -1,13 +1,16 @@
 """The ledger: an append-only, hash-chained record of everything Attestly did, sealed into the bucket.
 
-Entry hash: ``sha256(canonical_json({seq, kind, recorded_at, body, prev_hash}))``; ``prev_hash`` is the
-previous entry's hash (64 zeros for the first). Appends are serialised by a transaction-level advisory
+Entry hash: ``sha256(JCS({seq, kind, recorded_at, body, prev_hash, format: 2}))`` (RFC 8785) for
+entries written since format 2; entries written before have no ``format`` and hash the v1 form
+(sorted-keys JSON, :func:`attestly.evidence.canonical_json_v1`). ``prev_hash`` is the previous entry's
+hash (64 zeros for the first). ``VERIFY.md`` in every auditor packet specifies both byte for byte. Appends are serialised by a transaction-level advisory
 lock and are idempotent through ``dedupe_key``: appending what is already there returns the existing
 entry, so re-running an interval changes nothing.
 
 A *seal* writes a digest object ``digests/<first>-<last>.json`` covering the entries since the last
 seal: the entries themselves, their RFC 6962 Merkle root, the time range, and the previous digest's key,
-hash and signature, signed (Ed25519 or KMS). Digests are deterministic for the same entries, so a seal
+hash and signature, signed (Ed25519 or KMS). ``attestly.digest/v2`` digests are signed over their JCS
+bytes (``attestly.digest/v1`` over the v1 form); each entry inside is hashed in its own format. Digests are deterministic for the same entries, so a seal
 that crashed after the upload and is run again finds the same bytes and just records them.
 
 The verifier (``attestly.verify``) needs only the bucket and the public key; this module is its
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import canonical_json, iso
+from attestly.evidence import canonical_for, canonical_json, iso
 from attestly.merkle import merkle_root
 
 if TYPE_CHECKING:
@@ -33,7 +36,10 @@ if TYPE_CHECKING:
     from attestly.store import EvidenceStore, StoredObject
 
 GENESIS = "0" * 64
-DIGEST_SCHEMA = "attestly.digest/v1"
+DIGEST_SCHEMA = "attestly.digest/v2"
+DIGEST_SCHEMAS = {"attestly.digest/v1": 1, DIGEST_SCHEMA: 2}
+#: The entry format new entries are written in (2: RFC 8785); rows written before are 1.
+ENTRY_FORMAT = 2
 DIGEST_PREFIX = "digests/"
 _APPEND_LOCK = 0x4C656467  # "Ledg"
 
@@ -50,15 +56,23 @@ class LedgerEntry:
     body: dict[str, Any]
     prev_hash: str
     entry_hash: str
+    format: int = ENTRY_FORMAT
 
     def content(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "seq": self.seq,
             "kind": self.kind,
             "recorded_at": iso(self.recorded_at),
             "body": self.body,
             "prev_hash": self.prev_hash,
         }
+        if self.format != 1:
+            out["format"] = self.format
+        return out
+
+    def canonical(self) -> bytes:
+        """The bytes the entry hash and the digest's Merkle leaf are computed over."""
+        return canonical_for(self.format, self.content())
 
     def recompute(self) -> str:
         return entry_hash(self.content())
@@ -67,8 +81,21 @@ class LedgerEntry:
         return {**self.content(), "entry_hash": self.entry_hash}
 
 
+def entry_format(content: dict[str, Any]) -> int:
+    """An entry content's format: its ``format`` field (2), or 1 when it has none (written before v2)."""
+    value = content.get("format", 1)
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ValueError(f"ledger entry format {str(value)[:20]!r} is not 1 or 2")
+    return int(value)
+
+
+def entry_canonical(content: dict[str, Any]) -> bytes:
+    """The canonical bytes of an entry's content (``seq, kind, recorded_at, body, prev_hash[, format]``)."""
+    return canonical_for(entry_format(content), content)
+
+
 def entry_hash(content: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    return hashlib.sha256(entry_canonical(content)).hexdigest()
 
 
 def digest_key(first_seq: int, last_seq: int) -> str:
@@ -76,11 +103,11 @@ def digest_key(first_seq: int, last_seq: int) -> str:
 
 
 def _row_to_entry(row: tuple[Any, ...]) -> LedgerEntry:
-    seq, kind, recorded_at, body, prev_hash, ehash = row
-    return LedgerEntry(int(seq), kind, recorded_at, body, prev_hash, ehash)
+    seq, kind, recorded_at, body, prev_hash, ehash, fmt = row
+    return LedgerEntry(int(seq), kind, recorded_at, body, prev_hash, ehash, int(fmt))
 
 
-_COLUMNS = "seq, kind, recorded_at, body, prev_hash, entry_hash"
+_COLUMNS = "seq, kind, recorded_at, body, prev_hash, entry_hash, format"
 
 
 class Ledger:
@@ -133,14 +160,14 @@ class Ledger:
             at = (recorded_at or datetime.now(UTC)).astimezone(UTC)
             # Round-trip through PostgreSQL's microsecond precision before hashing.
             at = at.replace(microsecond=at.microsecond)
-            entry = LedgerEntry(seq, kind, at, body, prev, "")
+            entry = LedgerEntry(seq, kind, at, body, prev, "", ENTRY_FORMAT)
             ehash = entry.recompute()
             self.conn.execute(
-                "INSERT INTO attestly.ledger (seq, kind, recorded_at, body, dedupe_key, prev_hash, entry_hash) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (seq, kind, at, Jsonb(body), dedupe_key, prev, ehash),
+                "INSERT INTO attestly.ledger (seq, kind, recorded_at, body, dedupe_key, prev_hash, entry_hash, "
+                "format) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (seq, kind, at, Jsonb(body), dedupe_key, prev, ehash, ENTRY_FORMAT),
             )
-        return LedgerEntry(seq, kind, at, body, prev, ehash), True
+        return LedgerEntry(seq, kind, at, body, prev, ehash, ENTRY_FORMAT), True
 
     def record_evidence(
         self, item_sha256: str, stored: StoredObject, summary: dict[str, Any], *, observation: str
@@ -263,7 +290,7 @@ class Ledger:
             "last_seq": entries[-1].seq,
             "entry_count": len(entries),
             "entries": [e.to_digest_dict() for e in entries],
-            "merkle_root": merkle_root([canonical_json(e.content()) for e in entries]).hex(),
+            "merkle_root": merkle_root([e.canonical() for e in entries]).hex(),
             "last_entry_hash": entries[-1].entry_hash,
             "time_range": {
                 "start": iso(min(e.recorded_at for e in entries)),

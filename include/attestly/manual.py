@@ -36,7 +36,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import EvidenceItem, Finding, canonical_json, iso, sha256_hex
+from attestly.evidence import (
+    EvidenceItem,
+    Finding,
+    canonical_for,
+    canonical_json_v1,
+    iso,
+    item_version,
+    sha256_hex,
+)
 from attestly.textinput import TextInputError, clean_name, clean_text
 
 if TYPE_CHECKING:
@@ -319,7 +327,7 @@ def build_statement(
         "attachments": described,
     }
     content_key = sha256_hex(
-        canonical_json(
+        canonical_json_v1(  # an internal identifier: kept stable across the v2 upgrade
             {
                 "controls": list(ids),
                 "from": period_from.isoformat(),
@@ -552,8 +560,9 @@ def _item_from_doc(doc: dict[str, Any]) -> EvidenceItem:
         data=doc["data"],
         airflow=None,
         collected_at=ts(doc["collected_at"]),
+        version=item_version(doc),  # a statement frozen before the upgrade to v2 completes as v1
     )
-    if item.canonical() != canonical_json(doc):
+    if item.canonical() != canonical_for(item.version, doc):
         raise RuntimeError("a frozen statement does not round-trip; refusing to ledger it")
     return item
 

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import canonical_json
-from attestly.ledger import DIGEST_PREFIX, DIGEST_SCHEMA, GENESIS, entry_hash
+from attestly.evidence import CanonicalError, canonical_for
+from attestly.ledger import DIGEST_PREFIX, DIGEST_SCHEMAS, GENESIS, entry_canonical, entry_hash
 from attestly.merkle import merkle_root
 from attestly.signing import fingerprint, verify_signature
 
@@ -286,9 +286,9 @@ def parse_digest(raw: bytes) -> tuple[dict[str, Any], bytes, str]:
     except (binascii.Error, ValueError):
         raise MalformedDigest("signature: not base64") from None
     _expect(
-        digest.get("schema") == DIGEST_SCHEMA,
+        isinstance(digest.get("schema"), str) and digest["schema"] in DIGEST_SCHEMAS,
         "digest.schema",
-        f"is {str(digest.get('schema'))[:60]!r}, expected {DIGEST_SCHEMA!r}",
+        f"is {str(digest.get('schema'))[:60]!r}, expected one of {sorted(DIGEST_SCHEMAS)}",
     )
     for name in ("signature_algorithm", "merkle_root"):
         _expect(isinstance(digest.get(name), str), f"digest.{name}", "missing or not a string")
@@ -318,7 +318,17 @@ def parse_digest(raw: bytes) -> tuple[dict[str, Any], bytes, str]:
                 f"{where}.{name}",
                 "not 64 lower-case hex digits",
             )
+        if "format" in e:
+            _expect(_is_int(e["format"]) and e["format"] == 2, f"{where}.format", "is present but not 2")
     return digest, signature, sig_text
+
+
+_CONTENT_KEYS = ("seq", "kind", "recorded_at", "body", "prev_hash", "format")
+
+
+def entry_content(e: dict[str, Any]) -> dict[str, Any]:
+    """What an entry's hash covers: the entry without ``entry_hash`` (``format`` only when present)."""
+    return {k: e[k] for k in _CONTENT_KEYS if k in e}
 
 
 # ------------------------------------------------------------------------------------ ledgered objects
@@ -548,9 +558,11 @@ def _verify_digest(
         body.close()
     digest, signature, sig_text = parse_digest(raw)
     digest_ok = True
-    authentic = verify_signature(
-        public_key_pem, str(digest["signature_algorithm"]), canonical_json(digest), signature
-    )
+    try:
+        signed = canonical_for(DIGEST_SCHEMAS[digest["schema"]], digest)
+    except CanonicalError as exc:
+        raise MalformedDigest(f"digest ({digest['schema']}): {exc}") from None
+    authentic = verify_signature(public_key_pem, str(digest["signature_algorithm"]), signed, signature)
     if not authentic:
         detail = "signature does not verify with the given public key"
         if digest.get("public_key_fingerprint") != key_fp:
@@ -562,13 +574,17 @@ def _verify_digest(
     recomputed_ok = True
     leaves = []
     for e in entries:
-        content = {k: e[k] for k in ("seq", "kind", "recorded_at", "body", "prev_hash")}
-        if entry_hash(content) != e["entry_hash"]:
+        content = entry_content(e)
+        try:
+            canonical = entry_canonical(content)
+        except CanonicalError as exc:
+            raise MalformedDigest(f"ledger entry {e['seq']}: {exc}") from None
+        if hashlib.sha256(canonical).hexdigest() != e["entry_hash"]:
             report.problems.append(
                 Problem("digest_altered", key, f"ledger entry {e['seq']}: content does not match its hash")
             )
             recomputed_ok = False
-        leaves.append(canonical_json(content))
+        leaves.append(canonical)
     if merkle_root(leaves).hex() != digest["merkle_root"]:
         report.problems.append(
             Problem("digest_altered", key, "Merkle root does not match the digest's entries")
@@ -753,7 +769,7 @@ def _check_ledger(rows: Iterator[dict[str, Any]], sealed: dict[int, str], report
     expected = 1
     for row in rows:
         seq = int(row["seq"])
-        content = {k: row[k] for k in ("seq", "kind", "recorded_at", "body", "prev_hash")}
+        content = entry_content(row)
         recomputed = entry_hash(content)
         where = f"ledger entry {seq}"
         if seq != expected:
@@ -783,16 +799,8 @@ def _check_ledger(rows: Iterator[dict[str, Any]], sealed: dict[int, str], report
 
 def ledger_rows(conn_id: str = "attestly_db") -> Iterator[dict[str, Any]]:
     """The ledger database's rows for the optional cross-check (needs psycopg and the connection)."""
-    from attestly.evidence import iso
     from attestly.ledger import Ledger
 
     with Ledger.connect(conn_id) as ledger:
         for e in ledger.entries():
-            yield {
-                "seq": e.seq,
-                "kind": e.kind,
-                "recorded_at": iso(e.recorded_at),
-                "body": e.body,
-                "prev_hash": e.prev_hash,
-                "entry_hash": e.entry_hash,
-            }
+            yield {**e.content(), "entry_hash": e.entry_hash}

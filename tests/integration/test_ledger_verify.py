@@ -190,13 +190,14 @@ def test_a_gap_in_the_chain_is_reported(world: World) -> None:
         "signature": last["signature"],
     }
     forged["entries"] = [dict(last["digest"]["entries"][-1], seq=15)]
-    from attestly.ledger import entry_hash
+    from attestly.ledger import entry_canonical, entry_hash
     from attestly.merkle import merkle_root
+    from attestly.verify import entry_content
 
     e = forged["entries"][0]
-    content = {k: e[k] for k in ("seq", "kind", "recorded_at", "body", "prev_hash")}
+    content = entry_content(e)
     e["entry_hash"] = entry_hash(content)
-    forged["merkle_root"] = merkle_root([canonical_json(content)]).hex()
+    forged["merkle_root"] = merkle_root([entry_canonical(content)]).hex()
     sig = base64.b64encode(signer.sign(canonical_json(forged))).decode()
     world.s3.put_object(
         Bucket=world.bucket,

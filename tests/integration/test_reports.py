@@ -318,6 +318,88 @@ def test_the_verify_command_of_the_packet_passes(
     assert found["evidence_objects_verified"] == found["evidence_objects"] == expected
 
 
+def test_the_packets_own_node_verifier_agrees_and_checks_the_packet_offline(
+    bundles: dict[str, Bundle], quarter: Seeded, tmp_path: Path
+) -> None:
+    """The packet's `verify.mjs` (Node.js, standard library only) reaches the verdict of `attestly verify`
+    on the bucket, and verifies the packet alone; a packet file or manifest row changed is caught."""
+    from tests.integration.test_verify_twin import _node_env
+    from tests.sysdeps import require_tool
+
+    node = require_tool("node", packages="nodejs", why="the packet's independent verifier")
+    b = bundles["pci"]
+    for path in ("verify.mjs", "public-key.pem"):
+        (tmp_path / path).write_bytes(b.files[path])
+    args = [
+        "--bucket",
+        quarter.bucket,
+        "--public-key",
+        "public-key.pem",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-03-31",
+    ]
+    py = subprocess.run(
+        [sys.executable, "-m", "attestly.cli", "verify", *args, "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    js = subprocess.run(
+        [node, "verify.mjs", *args, "--json"],
+        cwd=tmp_path,
+        env=_node_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert py.returncode == js.returncode == 0, js.stderr[-2000:]
+    assert json.loads(js.stdout)["found"] == json.loads(py.stdout)["found"]
+
+    packet = tmp_path / b.packet_name
+    packet.write_bytes(b.packet_zip())
+    run = subprocess.run(
+        [node, "verify.mjs", "--packet", str(packet), "--public-key", "public-key.pem", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert report["found"]["evidence_objects_verified"] == b.index["evidence_count"] > 0
+    assert report["found"]["digests_valid"] == report["found"]["digests"] > 0
+
+    # Tampered: a report changed after the fact, and a manifest row pointing at another object.
+    root = tmp_path / "unpacked"
+    with zipfile.ZipFile(packet) as zf:
+        zf.extractall(root)
+    (folder,) = root.iterdir()
+    index = folder / "index.json"
+    index.write_bytes(index.read_bytes().replace(b'"fail"', b'"pass"', 1) + b" ")
+    manifest = json.loads((folder / "evidence-manifest.json").read_text())
+    manifest[0]["sha256"] = "0" * 64
+    (folder / "evidence-manifest.json").write_text(json.dumps(manifest))
+    run = subprocess.run(
+        [node, "verify.mjs", "--packet", str(folder), "--public-key", "public-key.pem", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-2000:]
+    problems = {(p["kind"], p["key"]) for p in json.loads(run.stdout)["problems"]}
+    assert ("packet_altered", "index.json") in problems
+    assert ("packet_altered", "evidence-manifest.json") in problems
+    assert ("altered", manifest[0]["key"]) in problems
+
+
 def _trestle() -> Path | None:
     for candidate in (
         Path(sys.executable).with_name("trestle"),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from attestly.archive import failpoints
 from attestly.disposal.planning import Blocked, DisposalPlan, plan
-from attestly.evidence import EvidenceItem, Finding, canonical_json, iso
+from attestly.evidence import EvidenceItem, Finding, canonical_json_v1, iso
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
@@ -91,7 +91,7 @@ def report_blocks(ctx: ArchiveContext, blocked: list[Blocked], *, as_of: date) -
         dedupe = (
             "disposal-blocked:"
             + hashlib.sha256(
-                canonical_json({"scope": b.scope, "why": b.why, "holds": list(b.holds)})
+                canonical_json_v1({"scope": b.scope, "why": b.why, "holds": list(b.holds)})
             ).hexdigest()
         )
         entry, created = ctx.ledger.append(
@@ -362,7 +362,7 @@ def _issue(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetim
             if e["kms_destruction"]["status"] == "scheduled"
         )
         cert_id = (
-            "cod-" + hashlib.sha256(canonical_json({"keys": keys, "requests": requests})).hexdigest()[:16]
+            "cod-" + hashlib.sha256(canonical_json_v1({"keys": keys, "requests": requests})).hexdigest()[:16]
         )
         issued_at = datetime.now(UTC)
         body = {

@@ -9,7 +9,8 @@ Files of a bundle (paths inside the packet)::
     digests/<first>-<last>.json, digests.json     the signed digests covering that evidence
     public-key.pem                               the key the digests are signed with
     oscal/assessment-results.json                OSCAL 1.1.3 assessment results
-    VERIFY.md                                    the exact `attestly verify` command
+    VERIFY.md                                    how to verify, and the specification of every format
+    verify.mjs                                   the independent verifier (Node.js, standard library only)
     SHA256SUMS                                   SHA-256 of every other file
 
 Every file is a deterministic function of the ledger, the evidence objects, the policy, the bucket
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import canonical_json
+from attestly.evidence import canonical_json_v1
 from attestly.reports.build import BuildContext, assess_all, build_control_report, build_index
 from attestly.reports.chart import chart_svg
 from attestly.reports.model import Assessment, Period, ReportInputError
@@ -112,7 +113,7 @@ class Bundle:
     def rendition(self) -> str:
         """SHA-256 over the sorted (path, SHA-256) pairs of the files: names this exact content."""
         listing = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(self.files.items())}
-        return hashlib.sha256(canonical_json(listing)).hexdigest()
+        return hashlib.sha256(canonical_json_v1(listing)).hexdigest()
 
     @property
     def rendition_id(self) -> str:
@@ -306,6 +307,7 @@ def render_bundle(
         assessment_results(index=index, reports=reports, bucket=bucket)
     )
     files["VERIFY.md"] = render_template("VERIFY.md.j2", ix=index, bucket_arg=bucket).encode()
+    files["verify.mjs"] = (Path(__file__).resolve().parent.parent / "verify.mjs").read_bytes()
     sums = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
     files["SHA256SUMS"] = sums.encode()
     return Bundle(

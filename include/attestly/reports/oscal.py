@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from attestly.evidence import canonical_json, object_key
+from attestly.evidence import canonical_json_v1, object_key
 
 OSCAL_VERSION = "1.1.3"
 NS = "urn:attestly:oscal"
@@ -50,7 +50,7 @@ def assessment_results(
     fw = index["framework"]
     period = index["period"]
     label = period["label"]
-    seed = hashlib.sha256(canonical_json([index, [r["control"]["id"] for r in reports]])).hexdigest()
+    seed = hashlib.sha256(canonical_json_v1([index, [r["control"]["id"] for r in reports]])).hexdigest()
     start = f"{period['start']}T00:00:00+00:00"
     # The exclusive end of the last day, written as a timestamp OSCAL accepts.
     end_day = reports[0]["days"][-1]["date"] if reports and reports[0]["days"] else period["end"]

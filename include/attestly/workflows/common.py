@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import AirflowContext, canonical_json, iso
+from attestly.evidence import AirflowContext, canonical_json_v1, iso
 
 if TYPE_CHECKING:
     from attestly.policy import Policy
@@ -203,7 +203,7 @@ def attest_run(context: Any, outputs: Any) -> dict[str, Any]:
     # Airflow keeps every run in its history; the ledger keeps each distinct outcome once.
     outcome = {k: v for k, v in record.items() if k not in ("run_id", "run_type")}
     outcome["tasks"] = [{k: v for k, v in t.items() if k != "try_number"} for t in record["tasks"]]
-    dedupe = "run:" + hashlib.sha256(canonical_json(outcome)).hexdigest()
+    dedupe = "run:" + hashlib.sha256(canonical_json_v1(outcome)).hexdigest()
     with Ledger.connect() as ledger:
         entry, created = ledger.append("run", record, dedupe_key=dedupe)
         sealed = ledger.seal(store=EvidenceStore.from_connection(), signer=signer_from_connection())
