@@ -1,4 +1,4 @@
-# The Attestly image: the official Airflow 3.3.2 image with the pinned requirements and the package.
+# The Attestly image: the official Airflow 3.3.2 image with the pinned runtime requirements and the package.
 # Used by every Airflow service in docker-compose.yaml, and as the image for the official Helm chart
 # (images.airflow.repository/tag) or any Kubernetes executor pod template.
 FROM apache/airflow:3.3.2-python3.11
@@ -17,7 +17,9 @@ RUN apt-get update \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 USER airflow
 
-# Pinned requirements first (a cached layer); apache-airflow is named so pip never moves it.
+# The runtime requirements first (a cached layer); apache-airflow is named so pip never moves it. Only
+# requirements.txt: the development and test tools (requirements-dev.txt) and the development package
+# include/attestly_dev (local stack, seeders, demo; left out by .dockerignore) are not in the image.
 COPY --chown=airflow:0 requirements.txt /opt/attestly/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/attestly/requirements.txt
 
@@ -31,7 +33,8 @@ RUN python -m venv /opt/prowler \
 USER airflow
 
 # The project, installed as in `make setup` (editable, so dags/, plugins/, include/policy and templates
-# are found next to the package: ATTESTLY_PROJECT_DIR).
+# are found next to the package: ATTESTLY_PROJECT_DIR). The Attestly migrations run from docker/airflow_init.py
+# through attestly.db.migrate.
 COPY --chown=airflow:0 pyproject.toml /opt/attestly/pyproject.toml
 COPY --chown=airflow:0 include /opt/attestly/include
 COPY --chown=airflow:0 dags /opt/attestly/dags

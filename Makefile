@@ -11,13 +11,15 @@ STAMP := $(VENV)/.attestly-installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements.txt is the runtime (what the image installs); requirements-dev.txt adds the local stack,
+# the seeders, the demo and the test/lint tools (it starts with -r requirements.txt).
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the pinned requirements and the package
+setup: $(STAMP) ## create .venv and install the pinned runtime and dev requirements and the package
 
 # Prowler in its own virtual environment (it pins boto3, pandas and pydantic against Airflow's): ~2 minutes
 # and 2.3 GB, so only what runs it asks for it (the demo, the slow tests, the benchmark), not `make test`.
@@ -50,7 +52,7 @@ EXECUTOR ?= local
 WORKERS ?= 2
 airflow: setup system-deps-runtime ## run Airflow on the local stack (EXECUTOR=celery WORKERS=2 for Celery)
 	@if [ "$(EXECUTOR)" = celery ]; then bash scripts/system-deps.sh redis-server; fi
-	$(BIN)/python -m attestly.stack.airflow_services --executor $(EXECUTOR) --workers $(WORKERS)
+	$(BIN)/python -m attestly_dev.stack.airflow_services --executor $(EXECUTOR) --workers $(WORKERS)
 
 test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
 	$(BIN)/pytest -m "not slow" --durations=10

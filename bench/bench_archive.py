@@ -147,7 +147,7 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def _service_pids() -> dict[str, int | None]:
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     services = core.status()["services"]
     return {name: services.get(name, {}).get("pid") for name in ("postgres", "moto")}
@@ -184,10 +184,10 @@ def _prepare(rows: int) -> dict[str, Any]:
     import psycopg
     from psycopg import sql
 
-    from attestly.audit import seed
     from attestly.connections import aws_client
     from attestly.db import migrate
-    from attestly.stack import core
+    from attestly_dev import audit_seed as seed
+    from attestly_dev.stack import core
 
     srv = core.server()
     for name in ("audit", "attestly"):
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args([] if argv is None else argv)  # main() alone: the defaults (make bench)
 
     os.environ["ATTESTLY_HOME"] = str(HOME)
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     if args.child:
         core.apply_environment()

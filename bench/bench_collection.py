@@ -120,7 +120,7 @@ def _collect(info: dict[str, Any], scheduler_pid: int) -> tuple[float, int, floa
 
 def run(*, quick: bool = False) -> list[Figure]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from attestly.stack import airflow_services, core, procs
+    from attestly_dev.stack import airflow_services, core, procs
     from tests.integration.org_support import build_org, org_policy
 
     sizes = [4, 10] if quick else [10, 50, 200]

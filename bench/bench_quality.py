@@ -55,10 +55,10 @@ def seed_days(*, start: str, days: int, events_per_day: int, plant_faults: bool)
     from psycopg import sql
     from psycopg.types.json import Jsonb
 
-    from attestly.audit import seed
     from attestly.connections import pg_connect
     from attestly.policy import load_policy
-    from attestly.stack import core
+    from attestly_dev import audit_seed as seed
+    from attestly_dev.stack import core
 
     policy = load_policy()
     table = policy.sources.audit_table
@@ -272,7 +272,7 @@ def measure(*, rows: int = 5_000_000, keep_stack: bool = True) -> dict[str, Any]
     out["seed_rows"] = seeded_rows
     out["seed_seconds"] = round(seed_seconds, 1)
     if not keep_stack:
-        from attestly.stack import core
+        from attestly_dev.stack import core
 
         core.down()
     return out

@@ -40,10 +40,10 @@ def _collect(policy_dir: Path) -> tuple[float, set[str], set[str]]:
 
 def run(*, quick: bool = False) -> list[Figure]:
     from attestly import config
-    from attestly.collectors.aws_seed import seed_aws_estate
     from attestly.connections import aws_client
     from attestly.scanners.prowler import prowler_binary
-    from attestly.stack import core
+    from attestly_dev.aws_seed import seed_aws_estate
+    from attestly_dev.stack import core
 
     prowler_binary()  # fails with the install command when Prowler is absent
     bench_stack("scanners")

@@ -17,7 +17,7 @@ from bench.common import Figure, bench_stack, in_subprocess, reset_database
 def seed_rows(*, rows: int) -> dict[str, Any]:
     """In a fresh process: seed ``rows`` events over 10 days; return timing."""
     bench_stack("seed")
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     per_day = rows // 10
     t0 = time.perf_counter()
@@ -30,7 +30,7 @@ def copy_baseline() -> dict[str, Any]:
     bench_stack("seed")
     import psycopg
 
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     admin = core.server().admin_conninfo("audit")
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ def bench_stack(name: str) -> dict[str, str]:
     from attestly import config
 
     os.environ["ATTESTLY_HOME"] = str(config.project_dir() / ".attestly" / f"bench-{name}")
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     core.up(quiet=True, migrate_airflow=False)
     return core.apply_environment()
@@ -50,7 +50,7 @@ def reset_database(name: str) -> None:
     from psycopg import sql
 
     from attestly.db import migrate
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     srv = core.server()
     with psycopg.connect(srv.admin_conninfo(), autocommit=True) as conn:

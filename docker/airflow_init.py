@@ -1,8 +1,8 @@
 """The ``airflow-init`` service of docker-compose.yaml: run once before the Airflow services start.
 
 1. ``airflow db migrate`` (the metadata database ``airflow``);
-2. the Attestly migrations of ``audit`` and ``attestly`` (as ``attestly stack up`` applies them), through
-   the superuser URL in ``ATTESTLY_DATABASE_URL``;
+2. the Attestly migrations of ``audit`` and ``attestly`` (``attestly.db.migrate.migrate_url``, as
+   ``attestly stack up`` applies them), through the superuser URL in ``ATTESTLY_DATABASE_URL``;
 3. the simple auth manager's passwords file (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE``):
    user ``admin`` with ``AIRFLOW_ADMIN_PASSWORD``, written with mode 0600.
 
@@ -23,9 +23,8 @@ def main() -> int:
     subprocess.run(["airflow", "db", "migrate"], check=True)
 
     from attestly.db import migrate
-    from attestly.stack import core
 
-    applied = migrate.migrate_all(core.server())
+    applied = migrate.migrate_url(os.environ["ATTESTLY_DATABASE_URL"])
     print(f"attestly migrations applied: {applied or 'none (up to date)'}")
 
     path = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])

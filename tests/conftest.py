@@ -21,7 +21,7 @@ def stack() -> Iterator[dict[str, str]]:
     import shutil
     import tempfile
 
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     given = os.environ.get("ATTESTLY_TEST_HOME")
     home = Path(given) if given else Path(tempfile.mkdtemp(prefix="attestly-test-"))
@@ -40,7 +40,7 @@ def stack() -> Iterator[dict[str, str]]:
 
 
 def _admin(dbname: str = "postgres") -> str:
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     return core.server().admin_conninfo(dbname)
 

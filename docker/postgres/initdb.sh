@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PostgreSQL's first start (docker-entrypoint-initdb.d): the databases and login roles of Attestly,
-# the same as the local stack creates (attestly.stack.core: DATABASES, LOGIN_ROLES). Schemas, owner roles
+# the same as the local stack creates (attestly_dev.stack.core: DATABASES, LOGIN_ROLES). Schemas, owner roles
 # and grants come from the migrations, applied by the airflow-init service (docker/airflow_init.py).
 # Passwords come from the container environment (docker-compose.yaml, `${VAR:?}`), never from the repo.
 set -euo pipefail

@@ -40,23 +40,58 @@ def _parse_ts(text: str) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _stack_env() -> None:
-    """Use the embedded stack's connections unless the caller already provides them."""
-    import os
+def stack_env() -> None:
+    """Use the embedded local stack's connections unless the caller already provides them.
 
-    from attestly.stack import core
+    The local stack is development tooling (``attestly_dev``, not in the image nor a production install):
+    where it is not installed there is nothing to apply and the connections come from the environment
+    (``AIRFLOW_CONN_*``), a secrets backend or Airflow.
+    """
+    import os
 
     if os.environ.get("AIRFLOW_CONN_ATTESTLY_DB"):
         return
+    try:
+        from attestly_dev.stack import core
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.partition(".")[0] == "attestly_dev":
+            return
+        raise
     if core.paths().state.exists():
         core.apply_environment()
+
+
+# ----------------------------------------------------------------------------------------- development
+
+#: What the development commands (``stack``, ``seed``, ``demo``) need beyond the product: the package
+#: ``attestly_dev`` and the services of the local stack from requirements-dev.txt.
+DEV_MODULES = ("attestly_dev", "moto", "pgserver", "aiosmtpd")
+DEV_INSTALL_HINT = (
+    "this is a development command: it needs the development tooling ({missing}), which a production "
+    "install and the image leave out. In a checkout of the project: `make setup`, or "
+    "`pip install -r requirements-dev.txt && pip install --no-deps -e .`"
+)
+
+
+class DevToolingMissing(UsageError):
+    """A development command was run where the development requirements are not installed (exit 2)."""
+
+
+def _require_dev_tooling() -> None:
+    """Raise :class:`DevToolingMissing` naming what is missing, before a development command starts."""
+    import importlib.util
+
+    missing = [m for m in DEV_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DevToolingMissing(DEV_INSTALL_HINT.format(missing=", ".join(missing)))
 
 
 # ----------------------------------------------------------------------------------------------- stack
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from attestly.stack import core
+    _require_dev_tooling()
+    from attestly_dev.stack import core
 
     if args.action == "up":
         st = core.up()
@@ -115,9 +150,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_audit(args: argparse.Namespace) -> int:
-    from attestly.audit import seed
+    _require_dev_tooling()
+    from attestly_dev import audit_seed as seed
 
-    _stack_env()
+    stack_env()
     try:
         injections = [seed.parse_injection(spec) for spec in args.inject]
     except seed.InjectionError as exc:
@@ -148,11 +184,12 @@ def cmd_seed_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_aws(args: argparse.Namespace) -> int:
-    from attestly.collectors import aws_seed
+    _require_dev_tooling()
     from attestly.collectors.aws import AccountTarget
     from attestly.policy import load_policy
+    from attestly_dev import aws_seed
 
-    _stack_env()
+    stack_env()
     policy = load_policy(args.policy_dir)
     accounts = [
         AccountTarget(
@@ -188,7 +225,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"--from {args.from_date} is after --to {args.to_date}: nothing to verify")
     if not 1 <= args.concurrency <= 256:
         raise UsageError(f"--concurrency {args.concurrency}: give 1 to 256")
-    _stack_env()
+    stack_env()
     try:
         if args.public_key:
             public_pem = load_public_key(args.public_key)
@@ -232,7 +269,7 @@ def _as_utc(d: date | None, *, end_of_day: bool = False) -> datetime | None:
 def cmd_evidence_list(args: argparse.Namespace) -> int:
     from attestly.ledger import Ledger
 
-    _stack_env()
+    stack_env()
     start, end = _as_utc(args.from_date), _as_utc(args.to_date, end_of_day=True)
     rows = []
     with Ledger.connect() as ledger:
@@ -280,7 +317,7 @@ def cmd_evidence_add(args: argparse.Namespace) -> int:
         files = read_files(args.file, max_file_mib=policy.manual_evidence.max_file_mib)
     except ManualEvidenceError as exc:
         raise UsageError(str(exc)) from exc
-    _stack_env()
+    stack_env()
     try:
         signer = signer_from_connection()
     except (ConnectionNotFound, SigningError) as exc:
@@ -327,7 +364,7 @@ def cmd_evidence_due(args: argparse.Namespace) -> int:
     from attestly.policy import load_policy
 
     policy = load_policy()
-    _stack_env()
+    stack_env()
     with Ledger.connect() as ledger:
         today = trusted_now(ledger.conn).date()
         rows = due_status(policy, ledger.entries(kind="evidence"), today=today)
@@ -354,7 +391,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
     from attestly.connections import aws_client
     from attestly.evidence import object_key, parse_item, sha256_hex
 
-    _stack_env()
+    stack_env()
     digest = args.sha256.lower()
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise UsageError(f"{args.sha256!r} is not a SHA-256 (64 hex digits)")
@@ -377,7 +414,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 def cmd_quality_run(args: argparse.Namespace) -> int:
     from attestly.quality import quality_cli
 
-    _stack_env()
+    stack_env()
     if args.to_ts <= args.from_ts:
         raise UsageError(f"--to {args.to_ts.isoformat()} must be after --from {args.from_ts.isoformat()}")
     return quality_cli(args.from_ts, args.to_ts, args.json)
@@ -387,7 +424,8 @@ def cmd_quality_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from attestly import demo
+    _require_dev_tooling()
+    from attestly_dev import demo
 
     return demo.run(days=args.days, events_per_day=args.events_per_day)
 

@@ -185,7 +185,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 @pytest.fixture(scope="module")
 def seeded(moto_server: MotoServer) -> Iterator[dict[str, dict[str, list[str]]]]:
     """Seed the estate once per module; the expected findings with real ids."""
-    from attestly.collectors.aws_seed import seed_aws_estate
+    from attestly_dev.aws_seed import seed_aws_estate
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", moto_server.conn_json())

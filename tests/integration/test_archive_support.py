@@ -35,7 +35,7 @@ RECENT = TODAY - timedelta(days=3)  # nothing due
 def admin(dbname: str) -> Any:
     import psycopg
 
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     return psycopg.connect(core.server().admin_conninfo(dbname), autocommit=True)
 
@@ -45,7 +45,7 @@ def seed_backlog(
 ) -> None:
     """Seed (oldest first, seeding appends): ehr-api in M_HIPAA, every source in M_DUE (``due``), in
     M_SEC and recently."""
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     if hipaa:
         seed.seed_audit(

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _seed_one_day(**kwargs: Any) -> dict[str, Any]:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     return seed.seed_audit(start=date(2026, 3, 1), days=1, events_per_day=300, **kwargs)
 
@@ -112,7 +112,7 @@ def test_the_archiver_cannot_purge_live_rows_or_drop_the_live_month(
     fresh_audit: dict[str, str], admin_audit: Any
 ) -> None:
     """The two deletions found by the adversarial review, reproduced as the archiver and refused."""
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     yesterday = datetime.now(UTC).date().replace(day=1)
     seed.seed_audit(start=yesterday, days=1, events_per_day=200)
@@ -148,7 +148,7 @@ def test_the_archiver_cannot_purge_live_rows_or_drop_the_live_month(
 def test_a_batch_is_purged_only_with_its_verified_digest_and_exactly_its_rows(
     fresh_audit: dict[str, str], admin_audit: Any
 ) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     old = _month(-6)
     seed.seed_audit(start=old + timedelta(days=2), days=1, events_per_day=300)
@@ -200,7 +200,7 @@ def test_a_batch_is_purged_only_with_its_verified_digest_and_exactly_its_rows(
 def test_held_rows_stay_until_the_custodian_releases_the_hold(
     fresh_audit: dict[str, str], admin_audit: Any
 ) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     old = _month(-6)
     seed.seed_audit(start=old + timedelta(days=2), days=1, events_per_day=400)
@@ -253,7 +253,7 @@ def test_held_rows_stay_until_the_custodian_releases_the_hold(
 def test_a_partition_is_dropped_only_when_every_row_is_a_verified_batch_row(
     fresh_audit: dict[str, str], admin_audit: Any
 ) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     old = _month(-7)
     partition = f"audit.events_y{old:%Y}m{old:%m}"
@@ -287,7 +287,7 @@ def test_the_database_digest_is_the_archive_digest(fresh_audit: dict[str, str], 
     import pyarrow as pa
 
     from attestly.archive.schema import HASH_BLOCK_ROWS, Figures
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     old = _month(-6)
     seed.seed_audit(start=old + timedelta(days=1), days=2, events_per_day=HASH_BLOCK_ROWS // 2 + 700)

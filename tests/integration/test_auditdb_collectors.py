@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from attestly.audit.seed import seed_audit
 from attestly.collectors.auditdb import (
     AUDITDB_COLLECTORS,
     AuditDbCollectorError,
@@ -18,6 +17,7 @@ from attestly.collectors.auditdb import (
 )
 from attestly.evidence import AirflowContext, EvidenceItem, Finding
 from attestly.policy import Policy, load_policy
+from attestly_dev.audit_seed import seed_audit
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from attestly.collectors.aws import REGISTRY, AccountTarget, plan_collections, r
 from attestly.collectors.aws.ec2 import exposed_ports
 from attestly.collectors.aws.iam import grants_everything
 from attestly.collectors.aws.s3 import denies_insecure_transport
-from attestly.collectors.aws_seed import EXPECTED_FINDINGS, SEED_ACCOUNTS, SEED_PARAMS, seed_aws_estate
 from attestly.evidence import AirflowContext, EvidenceItem, derive_result, parse_item
+from attestly_dev.aws_seed import EXPECTED_FINDINGS, SEED_ACCOUNTS, SEED_PARAMS, seed_aws_estate
 from tests.integration.aws_server import (  # fixtures are used by name
     MotoServer,
     aws_env,

@@ -57,7 +57,7 @@ def _airflow(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
 
 
 def _service_names() -> list[str]:
-    from attestly.stack import airflow_services
+    from attestly_dev.stack import airflow_services
 
     return [f"airflow-{s}" for s in airflow_services.SERVICES]
 
@@ -67,7 +67,7 @@ def airflow_running(extra_env: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Start Airflow's four services on the test stack with ``extra_env`` added to their environment,
     yield ``{url, username, password, logs}``; stop exactly those processes afterwards (the stack's
     other processes belong to the session fixture)."""
-    from attestly.stack import airflow_services, core, procs
+    from attestly_dev.stack import airflow_services, core, procs
 
     table = procs.ProcTable(core.paths().procs)
     names = _service_names()
@@ -227,8 +227,8 @@ def _evidence_by_day() -> dict[tuple[str, date], list[dict[str, Any]]]:
 @pytest.fixture(scope="module")
 def week(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Clean audit data around the week, the AWS estate, a fresh ledger and bucket; Airflow running."""
-    from attestly.audit import seed
-    from attestly.collectors.aws_seed import seed_aws_estate
+    from attestly_dev import audit_seed as seed
+    from attestly_dev.aws_seed import seed_aws_estate
 
     recreate_database("attestly")
     recreate_database("audit")

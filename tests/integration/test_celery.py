@@ -41,7 +41,7 @@ TIMEOUT = float(os.environ.get("ATTESTLY_CELERY_TIMEOUT", "900"))
 def celery_airflow(extra_env: dict[str, str], *, workers: int = 2) -> Iterator[dict[str, Any]]:
     """Airflow with the CeleryExecutor on the test stack; stops its processes and restores the local
     executor afterwards (the stack belongs to the session)."""
-    from attestly.stack import airflow_services, core, procs
+    from attestly_dev.stack import airflow_services, core, procs
 
     table = procs.ProcTable(core.paths().procs)
     saved = {k: os.environ.get(k) for k in extra_env}
@@ -62,7 +62,7 @@ def celery_airflow(extra_env: dict[str, str], *, workers: int = 2) -> Iterator[d
 
 
 def _worker_of(pid: int) -> str | None:
-    from attestly.stack import core, procs
+    from attestly_dev.stack import core, procs
 
     for name, proc in procs.ProcTable(core.paths().procs).load().items():
         if not name.startswith("airflow-celery-worker") or not proc.alive():
@@ -74,7 +74,7 @@ def _worker_of(pid: int) -> str | None:
 
 
 def _kill_group(name: str) -> None:
-    from attestly.stack import core, procs
+    from attestly_dev.stack import core, procs
 
     proc = procs.ProcTable(core.paths().procs).load()[name]
     os.killpg(os.getpgid(proc.pid), signal.SIGKILL)

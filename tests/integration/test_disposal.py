@@ -39,7 +39,7 @@ def add_days(d: date, n: int) -> date:
 
 
 def support_mail_dir() -> Path:
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     return Path(core.paths().mail)
 
@@ -346,7 +346,7 @@ def test_erase_cli_names_bad_input(archive_env: str) -> None:
 
 def test_rows_past_retention_that_were_never_archived_are_reported(archive_env: str) -> None:
     """No key covers rows that outlived their retention online; they are reported, never silently kept."""
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
     from tests.integration.test_archive_support import M_HIPAA, run_archive
 
     seed.seed_audit(start=add_days(M_HIPAA, 2), days=1, events_per_day=120, sources=["billing"])

@@ -60,8 +60,8 @@ def _evidence(period_start: date) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def estate(stack: dict[str, str]) -> Iterator[dict[str, Any]]:
-    from attestly.audit import seed
-    from attestly.collectors.aws_seed import seed_aws_estate
+    from attestly_dev import audit_seed as seed
+    from attestly_dev.aws_seed import seed_aws_estate
 
     recreate_database("audit")
     seed.seed_audit(start=TODAY - timedelta(days=8), days=8, events_per_day=800)

@@ -279,7 +279,7 @@ def test_reminders_go_once_to_owners_and_the_compliance_team(stack: dict[str, st
     from attestly.ledger import Ledger
     from attestly.policy import load_policy
     from attestly.reminders import send_reminders
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     roster = Path(os.environ["ATTESTLY_HOME"]) / "roster-fixed.csv"
     roster.write_text("employee,completed\ne-2001,2026-02-02\n")

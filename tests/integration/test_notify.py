@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def _mail_dir() -> Path:
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     return core.paths().mail
 

@@ -34,8 +34,8 @@ PROD = "111111111111"
 def test_real_prowler_findings_reach_the_control_reports(
     stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attestly.collectors.aws_seed import seed_aws_estate
     from attestly.scanners.prowler import ProwlerUnavailable, prowler_binary
+    from attestly_dev.aws_seed import seed_aws_estate
 
     try:
         prowler_binary()

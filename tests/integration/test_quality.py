@@ -1,6 +1,6 @@
 """The audit-log quality suite against a real PostgreSQL: planted faults give exactly the planted counts.
 
-Each test starts from an empty audit database (``fresh_audit``), seeds it with ``attestly.audit.seed``
+Each test starts from an empty audit database (``fresh_audit``), seeds it with ``attestly_dev.audit_seed``
 (faults planted exactly as reported) and validates through GX on the read-only ``audit_db`` connection.
 """
 

@@ -40,7 +40,7 @@ def _mail_since(mail: Path, before: set[Path]) -> list[email.message.Message]:
 
 
 def test_clean_interval_passes_without_mail(fresh: Path) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     seed.seed_audit(start=DAY - timedelta(days=1), days=2, events_per_day=1200)
     before = set(fresh.glob("*.eml"))
@@ -53,7 +53,7 @@ def test_clean_interval_passes_without_mail(fresh: Path) -> None:
 
 
 def test_faulty_interval_stores_evidence_mails_owners_and_fails(fresh: Path) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     seed.seed_audit(start=DAY - timedelta(days=1), days=1, events_per_day=1200)
     seed.seed_audit(

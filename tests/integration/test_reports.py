@@ -610,7 +610,7 @@ def _dags_test(
 
 
 def _mail_dir() -> Path:
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     return core.paths().mail
 

@@ -78,7 +78,7 @@ def _asff(control: str, status: str, resource: str) -> dict[str, Any]:
 @pytest.fixture
 def scanner_policy(stack: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from attestly.collectors.aws._session import assume_role_session
-    from attestly.collectors.aws_seed import seed_aws_estate
+    from attestly_dev.aws_seed import seed_aws_estate
 
     seed_aws_estate()
     recreate_database("attestly")

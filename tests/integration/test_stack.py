@@ -75,3 +75,16 @@ def test_stack_lifecycle(tmp_path: Path) -> None:
     status_after = _cli(home, "status", "--json")
     assert status_after.returncode == 1
     assert json.loads(status_after.stdout)["healthy"] is False
+
+
+def test_migrate_url_is_the_stack_migration_from_a_superuser_url(stack: dict[str, str]) -> None:
+    """What the image's airflow-init runs (``attestly.db.migrate.migrate_url``): over the stack's server,
+    every migration is already applied by ``stack up`` (same files, same checksums), so nothing is."""
+    from urllib.parse import quote
+
+    from attestly.db import migrate
+    from attestly_dev.stack import core
+
+    srv = core.server()
+    url = f"postgresql://{quote(srv.admin_user)}:{quote(srv.admin_password or '')}@{srv.host}:{srv.port}/postgres"
+    assert migrate.migrate_url(url) == []

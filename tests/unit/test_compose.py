@@ -1,7 +1,7 @@
 """docker-compose.yaml without a Docker engine: it validates against the Compose Specification schema
 (before and after variable interpolation), every secret comes from the environment, and every Airflow
 service runs the same command, connection ids and key settings as the local stack
-(``attestly.stack.core.environment()``, ``attestly.stack.airflow_services.SERVICES``). The Dockerfile
+(``attestly_dev.stack.core.environment()``, ``attestly_dev.stack.airflow_services.SERVICES``). The Dockerfile
 installs requirements.txt and the package; the init scripts create what the local stack creates."""
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def compose(raw: dict[str, Any], env_values: dict[str, str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The local stack's variables (computed in a scratch ATTESTLY_HOME; nothing is started)."""
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     mp = pytest.MonkeyPatch()
     mp.setenv("ATTESTLY_HOME", str(tmp_path_factory.mktemp("compose-home")))
@@ -234,7 +234,7 @@ def test_services(compose: dict[str, Any]) -> None:
 
 
 def test_airflow_commands_match_the_local_stack(compose: dict[str, Any]) -> None:
-    from attestly.stack.airflow_services import SERVICES
+    from attestly_dev.stack.airflow_services import SERVICES
 
     commands = {name: compose["services"][name]["command"] for name in AIRFLOW_SERVICES}
     assert {c[0] for c in commands.values()} >= set(SERVICES)
@@ -318,7 +318,7 @@ def test_connections_match_the_local_stack(compose: dict[str, Any], local_env: d
 
 
 def test_postgres_init_creates_the_stack_databases_and_roles(compose: dict[str, Any]) -> None:
-    from attestly.stack.core import DATABASES, LOGIN_ROLES
+    from attestly_dev.stack.core import DATABASES, LOGIN_ROLES
 
     postgres = compose["services"]["postgres"]
     mount = next(v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v)
@@ -355,6 +355,10 @@ def test_dockerfile_installs_requirements_and_the_package() -> None:
     assert re.search(r"^RUN pip install .*--no-deps -e /opt/attestly$", text, re.M)
     for folder in ("include", "dags", "plugins", "docker"):
         assert f"COPY --chown=airflow:0 {folder} /opt/attestly/{folder}" in text
+    # The image holds the product: no development requirements, no development package.
+    assert not re.search(r"^(COPY|ADD|RUN)\b.*requirements-dev", text, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "include/attestly_dev" in ignored and "requirements-dev.txt" in ignored
 
 
 def _compose_cli() -> list[str] | None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from attestly.stack import procs
+from attestly_dev.stack import procs
 
 
 def _sleeper(tmp_path):
@@ -50,7 +50,7 @@ def test_table_updates_from_many_processes_keep_every_entry(tmp_path):
     table = procs.ProcTable(tmp_path / "procs.json")
     script = (
         "import sys; sys.path.insert(0, 'include');"
-        "from attestly.stack import procs;"
+        "from attestly_dev.stack import procs;"
         f"t = procs.ProcTable(__import__('pathlib').Path({str(tmp_path / 'procs.json')!r}));"
         "[t.add(procs.Proc(name=f'{sys.argv[1]}-{i}', pid=1, create_time=0.0, log='')) for i in range(20)]"
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from datetime import date
 from typing import Any
@@ -35,13 +34,10 @@ def _error(message: str) -> int:
 
 
 def _stack_env() -> None:
-    """Use the embedded stack's connections unless the caller already provides them."""
-    if os.environ.get("AIRFLOW_CONN_ATTESTLY_DB"):
-        return
-    from attestly.stack import core
+    """The local stack's connections where it runs (development checkouts): see ``attestly.cli.stack_env``."""
+    from attestly.cli import stack_env
 
-    if core.paths().state.exists():
-        core.apply_environment()
+    stack_env()
 
 
 def _who() -> str:

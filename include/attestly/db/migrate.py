@@ -3,20 +3,24 @@
 Files live in ``attestly/db/migrations/<database>/NNNN_name.sql``. The table
 ``public.attestly_schema_migrations`` in each database records version, name, SHA-256 and time; a file
 whose content changed after it was applied is an error (migrations are append-only, like the data).
+
+``migrate_url`` applies every database's migrations from one superuser URL (``ATTESTLY_DATABASE_URL``):
+what the image's ``airflow-init`` runs; the local stack (``attestly_dev.stack``) calls ``migrate_all``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from attestly.stack.core import Server
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LOCK_ID = 0x41747465  # "Atte": one migrator at a time per database
+#: The databases Attestly migrates, in order: the audit log's reference schema, then Attestly's state.
+DATABASES = ("audit", "attestly")
 
 
 class MigrationError(RuntimeError):
@@ -91,8 +95,72 @@ def migrate(conninfo: str, database: str) -> list[str]:
     return applied
 
 
-def migrate_all(srv: Server) -> list[str]:
+class AdminServer(Protocol):
+    """A PostgreSQL server reached as a superuser (the local stack's ``Server`` is one)."""
+
+    def admin_conninfo(self, dbname: str | None = None) -> str: ...
+
+
+def migrate_all(srv: AdminServer) -> list[str]:
     applied = []
-    for database in ("audit", "attestly"):
+    for database in DATABASES:
         applied += migrate(srv.admin_conninfo(database), database)
     return applied
+
+
+@dataclass(frozen=True)
+class UrlServer:
+    """The server of a superuser URL: ``postgresql://user:password@host:port/dbname?sslmode=…``."""
+
+    url: str = field(repr=False)  # carries the password
+
+    def admin_conninfo(self, dbname: str | None = None) -> str:
+        from attestly.connections import Conn
+
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise MigrationError(
+                f"not a PostgreSQL URL (postgresql://user:password@host:port/db): {parts.scheme}://…"
+            )
+        sslmode = parse_qs(parts.query).get("sslmode", [None])[0]
+        return Conn(
+            conn_id="admin",
+            conn_type="postgres",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            login=unquote(parts.username or "postgres"),
+            password=unquote(parts.password) if parts.password else None,
+            schema=dbname or parts.path.lstrip("/") or "postgres",
+            extra={"sslmode": sslmode} if sslmode else {},
+        ).pg_conninfo()
+
+
+def migrate_url(url: str | None = None) -> list[str]:
+    """Apply every pending migration of every database (``DATABASES``) through a superuser URL.
+
+    ``url`` defaults to ``ATTESTLY_DATABASE_URL``; the databases must exist (the image's PostgreSQL init
+    script creates them and their roles). Returns the applied files, ``[]`` when up to date.
+    """
+    url = url or os.environ.get("ATTESTLY_DATABASE_URL")
+    if not url:
+        raise MigrationError("no database: give a superuser URL or set ATTESTLY_DATABASE_URL")
+    return migrate_all(UrlServer(url))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attestly.db.migrate [URL]``: what a Kubernetes Job per release runs (URL defaults to
+    ``ATTESTLY_DATABASE_URL``). Exit 0 applied or up to date, 1 a migration failed."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        applied = migrate_url(args[0] if args else None)
+    except MigrationError as exc:
+        print(f"attestly migrations: {exc}", file=sys.stderr)
+        return 1
+    print(f"attestly migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,13 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _stack_env() -> None:
-    """Use the embedded local stack's connections unless the environment already provides them."""
-    if os.environ.get("AIRFLOW_CONN_ATTESTLY_DB"):
-        return
-    from attestly.stack import core
+    """The local stack's connections where it runs (development checkouts): see ``attestly.cli.stack_env``."""
+    from attestly.cli import stack_env
 
-    if core.paths().state.exists():
-        core.apply_environment()
+    stack_env()
 
 
 def _error(message: str) -> int:

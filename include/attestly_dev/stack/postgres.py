@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from attestly.stack.procs import Proc
+from attestly_dev.stack.procs import Proc
 
 PG_USER = "pgserver"
 

@@ -1,6 +1,6 @@
 """A local SMTP server (aiosmtpd) that writes each message it receives to ``<dir>/<time>-<n>.eml``.
 
-Run as ``python -m attestly.stack.smtp_sink --port P --dir D``. A message is written to a temporary
+Run as ``python -m attestly_dev.stack.smtp_sink --port P --dir D``. A message is written to a temporary
 name and renamed, so a reader never sees half a message.
 """
 

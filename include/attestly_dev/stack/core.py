@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from attestly import config
 from attestly.connections import Conn
-from attestly.stack import postgres, procs
+from attestly_dev.stack import postgres, procs
 
 DATABASES = ("airflow", "audit", "attestly")
 # Login roles the stack creates; each gets a generated password. Non-login owner roles are made by migrations.
@@ -401,7 +401,7 @@ def up(*, quiet: bool = False, migrate_airflow: bool = True) -> dict[str, Any]:
         argv=[
             sys.executable,
             "-m",
-            "attestly.stack.smtp_sink",
+            "attestly_dev.stack.smtp_sink",
             "--port",
             str(smtp_port),
             "--dir",

@@ -36,7 +36,7 @@ def _loaded_until(conn_id: str = "audit_writer") -> dict[str, datetime]:
 
 def run_dag(dag_id: str, logical: date, conf: dict[str, Any] | None = None) -> bool:
     """`airflow dags test` for the interval ending at ``logical``; the log goes to the stack's logs."""
-    from attestly.stack import core
+    from attestly_dev.stack import core
 
     log = core.paths().logs / f"demo-{dag_id}-{logical.isoformat()}.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -72,9 +72,9 @@ def _evidence_for(day: date) -> list[dict[str, Any]]:
 
 
 def run(*, days: int = 2, events_per_day: int = 2000) -> int:
-    from attestly.audit import seed
     from attestly.policy import PolicyErrors, add_months, load_policy
-    from attestly.stack import core
+    from attestly_dev import audit_seed as seed
+    from attestly_dev.stack import core
 
     started = time.perf_counter()
     summary: list[str] = []
@@ -162,7 +162,7 @@ def run(*, days: int = 2, events_per_day: int = 2000) -> int:
     summary.append(f"audit log: synthetic events loaded up to {today - timedelta(days=1)} (yesterday)")
 
     _step("4. AWS: a known estate of compliant and non-compliant resources in two accounts (moto)")
-    from attestly.collectors.aws_seed import seed_aws_estate
+    from attestly_dev.aws_seed import seed_aws_estate
 
     expected = seed_aws_estate()
     planted = sum(len(v.get("fail", [])) for v in expected.values())

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from attestly.stack import core, procs
+from attestly_dev.stack import core, procs
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -154,7 +154,9 @@ def _wait_http(url: str, *, timeout: float, proc: procs.Proc) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m attestly.stack.airflow_services", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m attestly_dev.stack.airflow_services", description=__doc__
+    )
     parser.add_argument("--executor", choices=("local", "celery"), default="local")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (EXECUTOR=celery)")
     parser.add_argument("--concurrency", type=int, default=2, help="task slots per Celery worker")
