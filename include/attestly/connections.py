@@ -7,9 +7,10 @@ used by ``seed audit``), ``attestly_db``, ``aws_default``, ``smtp_default``, ``a
 Lookup (:func:`get_conn`), decided per call by :func:`use_airflow`:
 
 * **Inside Airflow** -- in a task (the Task SDK's supervisor channel is set: workers, ``airflow dags
-  test``, ``dag.test()``), or in any process where ``AIRFLOW__SECRETS__BACKEND`` is set -- the lookup is
-  Airflow's own (``airflow.sdk.BaseHook.get_connection``): the configured secrets backend first, then
-  ``AIRFLOW_CONN_<ID>``, then (in a task) the metadata database through the API server.
+  test``, ``dag.test()``), or in any process where ``AIRFLOW__SECRETS__BACKEND`` is set and Airflow is
+  installed -- the lookup is Airflow's own (``airflow.sdk.BaseHook.get_connection``): the configured
+  secrets backend first, then ``AIRFLOW_CONN_<ID>``, then (in a task) the metadata database through the
+  API server.
 * **Outside Airflow** (the CLI, the verifier, tests; Airflow may not even be installed) --
   ``AIRFLOW_CONN_<ID>`` (URI or JSON, parsed as Airflow parses it); only when that is unset and Airflow is
   importable, Airflow's lookup as a fallback.
@@ -217,7 +218,17 @@ def use_airflow() -> bool:
     mode = _lookup_mode()
     if mode != "auto":
         return mode == "airflow"
-    return in_airflow_task() or bool(os.environ.get("AIRFLOW__SECRETS__BACKEND"))
+    return in_airflow_task() or (bool(os.environ.get("AIRFLOW__SECRETS__BACKEND")) and _airflow_installed())
+
+
+def _airflow_installed() -> bool:
+    """Whether Airflow is installed (found, not imported: importing it initialises its settings)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("airflow") is not None
+    except ImportError:
+        return False
 
 
 def get_conn(conn_id: str) -> Conn:

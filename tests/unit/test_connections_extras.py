@@ -324,6 +324,8 @@ def test_environment_connections_work_with_airflow_not_importable() -> None:
         env={
             "AIRFLOW_CONN_AUDIT_DB": "postgres://u:p@h:5432/audit?sslmode=require",
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
+            # a secrets backend in the environment means nothing where Airflow cannot be imported
+            "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
         },
     )
     assert run.returncode == 0 and run.stdout.strip() == "OK", run.stderr[-3000:]
