@@ -329,3 +329,23 @@ def test_environment_connections_work_with_airflow_not_importable() -> None:
         },
     )
     assert run.returncode == 0 and run.stdout.strip() == "OK", run.stderr[-3000:]
+
+
+def test_collector_base_session_carries_the_connection_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    from attestly.collectors.aws._session import base_session
+
+    extra = {"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:9", "aws_session_token": "T"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps({"conn_type": "aws", "login": "K", "password": "S", "extra": extra}),
+    )
+    session = base_session(aws_conn_id="aws_default")
+    for service in ("s3", "ec2", "dynamodb", "sts"):  # boto3 injects methods into some: built once only
+        client = session.client(service)
+        creds = client._request_signer._credentials.get_frozen_credentials()
+        assert (creds.access_key, creds.secret_key, creds.token) == ("K", "S", "T")
+        assert client.meta.endpoint_url == "http://127.0.0.1:9" and client.meta.region_name == "eu-west-1"
+    assert (
+        base_session(aws_conn_id="aws_default", region_name="us-west-2").client("s3").meta.region_name
+        == "us-west-2"
+    )

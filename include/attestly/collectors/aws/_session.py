@@ -121,13 +121,17 @@ def base_session(
     from attestly.connections import aws_session
 
     identity = aws_session(aws_conn_id, region_name=region_name)
-    core = identity._session  # the botocore session holding the connection's credentials
-    core.register_component("data_loader", _shared_loader())
-    return EndpointSession(
-        botocore_session=core,
+    session = EndpointSession(
         endpoint_url=endpoint_url or connection_endpoint(aws_conn_id),
         region_name=identity.region_name or region_name or "us-east-1",
     )
+    # The identity's credentials object (static, or refreshable for an assumed role) on a fresh botocore
+    # session: wrapping the identity's own botocore session in a second boto3 Session would register
+    # boto3's handlers twice (S3 clients then fail to build). The Amazon provider sets it the same way.
+    credentials = identity.get_credentials()
+    if credentials is not None:
+        session._session._credentials = credentials
+    return session
 
 
 def assume_role_session(
