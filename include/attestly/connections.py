@@ -381,8 +381,11 @@ def aws_settings(aws_conn_id: str | None) -> AwsSettings:
 
 
 def _airflow_hook(aws_conn_id: str | None, service: str, region_name: str | None) -> Any:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
+    """The Amazon provider's hook, or None where the provider is not installed (then our reading)."""
+    try:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    except ImportError:
+        return None
     return AwsBaseHook(aws_conn_id=aws_conn_id or None, client_type=service, region_name=region_name)
 
 
@@ -397,8 +400,8 @@ def aws_session(aws_conn_id: str | None = "aws_default", *, region_name: str | N
     supports); outside, the same reading of the connection (:class:`AwsSettings`) with ``role_arn``
     assumed through STS ``AssumeRole`` (refreshed before it expires).
     """
-    if use_airflow():
-        hook = _airflow_hook(aws_conn_id, "sts", region_name)
+    hook = _airflow_hook(aws_conn_id, "sts", region_name) if use_airflow() else None
+    if hook is not None:
         region = region_name or hook.conn_config.region_name or _default_region()
         return hook.get_session(region_name=region)  # type: ignore[no-any-return]
     settings = aws_settings(aws_conn_id)
@@ -468,8 +471,8 @@ def aws_client(
     overrides the connection's, ``region_name`` its ``extra.region_name``. The client config is
     :func:`client_config` (adaptive retries) merged with the connection's ``config_kwargs``.
     """
-    if use_airflow():
-        hook = _airflow_hook(aws_conn_id, service, region_name)
+    hook = _airflow_hook(aws_conn_id, service, region_name) if use_airflow() else None
+    if hook is not None:
         cc = hook.conn_config
         region = region_name or cc.region_name or _default_region()
         config = client_config(cc.botocore_config)

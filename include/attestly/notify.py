@@ -104,7 +104,7 @@ def send_email(
         msg.add_attachment(bytes(content), maintype=maintype, subtype=subtype, filename=name)
 
     try:
-        if use_airflow():
+        if use_airflow() and _smtp_provider():
             refused = _send_with_hook(conn_id, msg, sender, recipients)
         else:
             context = ssl.create_default_context()
@@ -131,6 +131,15 @@ def send_email(
     if refused:
         raise NotifyError(f"the server refused recipients {sorted(refused)} (connection {conn_id!r})")
     return str(msg["Message-ID"])
+
+
+def _smtp_provider() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("airflow.providers.smtp.hooks.smtp") is not None
+    except ImportError:
+        return False
 
 
 def _send_with_hook(

@@ -145,12 +145,16 @@ def _identity_of(client: Any, endpoint: str) -> str:
 def test_store_assumes_the_role_of_aws_default_through_the_amazon_provider(
     role_connection: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from attestly.collectors.aws._session import base_session
     from attestly.store import EvidenceStore
 
     monkeypatch.setenv("ATTESTLY_CONNECTION_LOOKUP", "airflow")  # the path a task takes
     store = EvidenceStore.from_connection(bucket=role_connection["bucket"])
     assert type(store.s3._request_signer._credentials).__name__ == "RefreshableCredentials"
     assert _identity_of(store.s3, role_connection["endpoint"]) == role_connection["assumed"]
+    # the collectors' hub identity is the same role (then they assume each account's role from it)
+    hub = base_session(aws_conn_id="aws_default").client("sts").get_caller_identity()["Arn"]
+    assert hub.lower() == role_connection["assumed"]
     stored = store.put_bytes(
         "keys/role-check.txt", b"assumed", retain_until=datetime.now(UTC) + timedelta(days=1)
     )
@@ -167,6 +171,8 @@ def test_store_assumes_the_role_of_aws_default_without_airflow(role_connection: 
 
         store = EvidenceStore.from_connection(bucket={role_connection["bucket"]!r})
         print(_identity_of(store.s3, {role_connection["endpoint"]!r}))
+        from attestly.collectors.aws._session import base_session
+        print(base_session(aws_conn_id="aws_default").client("sts").get_caller_identity()["Arn"].lower())
         stored = store.put_bytes("keys/role-check-cli.txt", b"assumed", retain_until=datetime.now(UTC) + timedelta(days=1))
         assert store.get_bytes(stored.key, stored.version_id) == b"assumed"
         assert "airflow" not in sys.modules
@@ -174,7 +180,7 @@ def test_store_assumes_the_role_of_aws_default_without_airflow(role_connection: 
         env={"AIRFLOW_CONN_AWS_DEFAULT": os.environ["AIRFLOW_CONN_AWS_DEFAULT"]},
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip() == role_connection["assumed"]
+    assert run.stdout.split() == [role_connection["assumed"]] * 2
 
 
 class _Recorder:
