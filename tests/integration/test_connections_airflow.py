@@ -94,9 +94,22 @@ def test_dag_run_uses_connections_only_in_the_secrets_backend(stack: dict[str, s
         ]
     assert len(items) == 1 and items[0]["result"] == "pass"
     keys = [o["Key"] for o in aws_client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert any(k.startswith("objects/sha256/") for k in keys), (
-        keys
-    )  # stored through the backend's aws_default
+    # stored through the secrets backend's aws_default (the environment's points nowhere)
+    assert any(k.startswith("objects/sha256/") for k in keys), keys
+
+    # The auditor's side: `attestly verify` on that bucket, where Airflow cannot even be imported.
+    verify = run_without_airflow(
+        f"""
+        import sys
+        from attestly.cli import main
+        code = main(["verify", "--bucket", {bucket!r}, "--json"])
+        assert "airflow" not in sys.modules
+        sys.exit(code)
+        """,
+        env={k: os.environ[k] for k in os.environ if k.startswith("AIRFLOW_CONN_")},
+    )
+    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
+    assert json.loads(verify.stdout)["found"]["evidence_objects_verified"] >= 1
 
 
 @pytest.fixture
