@@ -349,3 +349,14 @@ def test_collector_base_session_carries_the_connection_identity(monkeypatch: pyt
         base_session(aws_conn_id="aws_default", region_name="us-west-2").client("s3").meta.region_name
         == "us-west-2"
     )
+
+
+def test_quality_connect_args_keep_the_connection_extras_and_append_the_session_settings() -> None:
+    from attestly.quality.suite import SESSION_OPTIONS, connect_args
+
+    args = connect_args(_pg(sslmode="verify-ca", sslrootcert="/ca.pem", options="-c search_path=audit"))
+    assert args["options"] == f"-c search_path=audit {SESSION_OPTIONS}"  # ours last: they win
+    assert (args["sslmode"], args["sslrootcert"], args["password"]) == ("verify-ca", "/ca.pem", "pw")
+    assert args["application_name"] == "attestly-quality"
+    assert not {"host", "port", "dbname", "user"} & set(args)  # those are in the engine URL
+    assert connect_args(_pg())["options"] == SESSION_OPTIONS
