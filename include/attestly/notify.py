@@ -1,10 +1,17 @@
-"""Send e-mail over an Airflow SMTP connection (``smtp_default``) with Python's smtplib.
+"""Send e-mail over an Airflow SMTP connection (``smtp_default``).
 
 Generic: used for the quarterly reports and for alerts (quality failures). The connection gives host,
 port, login and password; its ``extra`` may set ``from_email`` (else the login is the sender),
 ``disable_ssl`` (default false: implicit TLS, ``SMTP_SSL``), ``disable_tls`` (default false: STARTTLS
 when not using implicit TLS) and ``timeout`` (seconds, default 30) — the same keys as Airflow's SMTP
-provider. Nothing here logs the password or the message body.
+provider.
+
+Inside Airflow (:func:`attestly.connections.use_airflow`) the SMTP session is the SMTP provider's
+``SmtpHook`` (its connection lookup, TLS, login or OAuth2, ``ssl_context``, connect retries); outside,
+Python's smtplib with the same keys. Either way the message is built here (in-memory attachments, a
+stable Message-ID) and sent once with ``send_message``, whose refused recipients fail the send — the
+hook's ``send_email_smtp`` builds its own message from files and retries a whole send on any error
+(a duplicate mail), so it is not used. Nothing here logs the password or the message body.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ def send_email(
     :class:`NotifyError` for a bad address, attachment or connection, and for any SMTP failure (so a
     task fails and Airflow retries it).
     """
-    from attestly.connections import ConnectionNotFound, get_conn
+    from attestly.connections import ConnectionNotFound, get_conn, use_airflow
 
     recipients = sorted({check_address(a) for a in to})
     if not recipients:
@@ -96,22 +103,27 @@ def send_email(
         # Bytes are sent base64-encoded as they are (text too): the receiver gets the exact bytes.
         msg.add_attachment(bytes(content), maintype=maintype, subtype=subtype, filename=name)
 
-    context = ssl.create_default_context()
     try:
-        client: smtplib.SMTP
-        if use_ssl:
-            client = smtplib.SMTP_SSL(conn.host, port, timeout=timeout, context=context)
+        if use_airflow() and _smtp_provider():
+            refused = _send_with_hook(conn_id, msg, sender, recipients)
         else:
-            client = smtplib.SMTP(conn.host, port, timeout=timeout)
-        with client:
-            client.ehlo()
-            if not use_ssl and use_tls:
-                client.starttls(context=context)
+            context = ssl.create_default_context()
+            client: smtplib.SMTP
+            if use_ssl:
+                client = smtplib.SMTP_SSL(conn.host, port, timeout=timeout, context=context)
+            else:
+                client = smtplib.SMTP(conn.host, port, timeout=timeout)
+            with client:
                 client.ehlo()
-            if conn.login and conn.password:
-                client.login(conn.login, conn.password)
-            refused = client.send_message(msg, from_addr=sender, to_addrs=recipients)
-    except (smtplib.SMTPException, OSError) as exc:
+                if not use_ssl and use_tls:
+                    client.starttls(context=context)
+                    client.ehlo()
+                if conn.login and conn.password:
+                    client.login(conn.login, conn.password)
+                refused = client.send_message(msg, from_addr=sender, to_addrs=recipients)
+    except NotifyError:
+        raise
+    except Exception as exc:  # smtplib / OSError, or the hook's AirflowException
         raise NotifyError(
             f"sending {subject[:60]!r} via connection {conn_id!r} ({conn.host}:{port}) failed: "
             f"{type(exc).__name__}: {exc}"
@@ -119,3 +131,25 @@ def send_email(
     if refused:
         raise NotifyError(f"the server refused recipients {sorted(refused)} (connection {conn_id!r})")
     return str(msg["Message-ID"])
+
+
+def _smtp_provider() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("airflow.providers.smtp.hooks.smtp") is not None
+    except ImportError:
+        return False
+
+
+def _send_with_hook(
+    conn_id: str, msg: EmailMessage, sender: str, recipients: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """Send ``msg`` once over the SMTP provider's connection; the recipients the server refused."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    with SmtpHook(smtp_conn_id=conn_id) as hook:
+        client = getattr(hook, "_smtp_client", None)  # the logged-in smtplib client the hook opened
+        if not isinstance(client, smtplib.SMTP):
+            raise NotifyError(f"connection {conn_id!r}: SmtpHook opened no SMTP client")
+        return client.send_message(msg, from_addr=sender, to_addrs=recipients)

@@ -55,7 +55,6 @@ RESULT_FORMAT: dict[str, Any] = {
     "include_unexpected_rows": False,
     "return_unexpected_index_query": False,
 }
-_LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
 
 
 class QualityError(RuntimeError):
@@ -87,13 +86,13 @@ def engine_url(conn: Conn) -> str:
 
 
 def connect_args(conn: Conn) -> dict[str, Any]:
-    """psycopg2 connect arguments: password, TLS extras and the session settings."""
-    args: dict[str, Any] = {"options": SESSION_OPTIONS, "application_name": "attestly-quality"}
-    if conn.password:
-        args["password"] = conn.password
-    for key in _LIBPQ_EXTRAS:
-        if key in conn.extra:
-            args[key] = conn.extra[key]
+    """psycopg2 connect arguments: the connection's libpq parameters (password or IAM token, TLS and the
+    other extras, as :meth:`Conn.pg_params` reads them) and the session settings (after the connection's
+    own ``options``, so they win)."""
+    params = conn.pg_params()
+    args: dict[str, Any] = {"application_name": "attestly-quality"}
+    args.update({k: v for k, v in params.items() if k not in ("host", "port", "dbname", "user")})
+    args["options"] = f"{params['options']} {SESSION_OPTIONS}" if params.get("options") else SESSION_OPTIONS
     return args
 
 

@@ -3,9 +3,10 @@
 Imported lazily (it imports boto3) by ``run_collector`` and ``seed_aws_estate``, so that importing the
 registry at DAG-parse time stays cheap.
 
-* Base credentials come from the ``aws_default`` connection (login/password, ``extra.aws_session_token``,
-  ``extra.region_name``, ``extra.endpoint_url``), or boto3's default chain when the connection is absent
-  or has no login.
+* Base credentials are the ``aws_default`` connection's identity as
+  :func:`attestly.connections.aws_session` resolves it (the Amazon provider's ``AwsBaseHook`` inside
+  Airflow: keys, ``aws_session_token``, ``profile_name``, ``role_arn``...), or boto3's default chain when
+  the connection is absent or has no credentials; ``extra.endpoint_url`` is the default endpoint.
 * Every client made from an :class:`EndpointSession` defaults to the session's endpoint URL and to
   botocore's adaptive retry mode with 8 attempts; with a custom endpoint, S3 uses path-style addressing,
   and when that endpoint is an IP address or a single-label host (moto, localhost, a compose service)
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,22 +112,26 @@ def connection_endpoint(aws_conn_id: str) -> str | None:
 def base_session(
     *, aws_conn_id: str, region_name: str | None = None, endpoint_url: str | None = None
 ) -> EndpointSession:
-    """A session with the connection's own credentials (the hub / base identity).
+    """A session with the connection's own identity (the hub / base identity).
 
-    ``endpoint_url`` overrides the connection's ``extra.endpoint_url``.
+    The identity is :func:`attestly.connections.aws_session`'s: inside Airflow the Amazon provider's
+    (``role_arn``, ``assume_role_method``, ``profile_name``, ... honoured), outside the same reading of
+    the connection. ``endpoint_url`` overrides the connection's ``extra.endpoint_url``.
     """
-    conn = aws_connection(aws_conn_id)
-    extra = conn.extra if conn else {}
-    return EndpointSession(
-        endpoint_url=endpoint_url or extra.get("endpoint_url") or None,
-        aws_access_key_id=conn.login if conn and conn.login else None,
-        aws_secret_access_key=conn.password if conn and conn.password else None,
-        aws_session_token=extra.get("aws_session_token") or None,
-        region_name=region_name
-        or extra.get("region_name")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1",
+    from attestly.connections import aws_session
+
+    identity = aws_session(aws_conn_id, region_name=region_name)
+    session = EndpointSession(
+        endpoint_url=endpoint_url or connection_endpoint(aws_conn_id),
+        region_name=identity.region_name or region_name or "us-east-1",
     )
+    # The identity's credentials object (static, or refreshable for an assumed role) on a fresh botocore
+    # session: wrapping the identity's own botocore session in a second boto3 Session would register
+    # boto3's handlers twice (S3 clients then fail to build). The Amazon provider sets it the same way.
+    credentials = identity.get_credentials()
+    if credentials is not None:
+        session._session._credentials = credentials
+    return session
 
 
 def assume_role_session(
