@@ -43,7 +43,7 @@ def _bucket() -> str:
 
 
 def test_dag_run_uses_connections_only_in_the_secrets_backend(stack: dict[str, str], tmp_path: Path) -> None:
-    from attestly.audit import seed
+    from attestly_dev import audit_seed as seed
 
     recreate_database("audit")
     recreate_database("attestly")
