@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from attestly.audit import chain, seed
+from attestly.audit import chain
 from attestly.connections import aws_client, pg_connect
 from attestly.keys import (
     DataKey,
@@ -24,6 +24,7 @@ from attestly.keys import (
     encryption_context,
 )
 from attestly.policy import load_policy
+from attestly_dev import audit_seed as seed
 from tests.conftest import recreate_database
 
 pytestmark = pytest.mark.integration

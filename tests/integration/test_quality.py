@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from attestly.audit import chain, seed
+from attestly.audit import chain
 from attestly.policy import load_policy
 from attestly.quality import (
     QualityConfigError,
@@ -26,6 +26,7 @@ from attestly.quality import (
     quality_cli,
     run_quality,
 )
+from attestly_dev import audit_seed as seed
 
 pytestmark = pytest.mark.integration
 

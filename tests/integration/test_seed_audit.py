@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from attestly.audit import chain, seed
+from attestly.audit import chain
 from attestly.policy import load_policy
+from attestly_dev import audit_seed as seed
 
 pytestmark = pytest.mark.integration
 
