@@ -438,6 +438,8 @@ export function ledgeredObjects(e, start, end) {
     refs.push(ref("evidence", seq, body.evidence));
   } else if (kind === "scan") {
     refs.push(ref(kind, seq, body.raw, body.retain_until));
+  } else if (kind === "policy") {
+    refs.push(ref(kind, seq, body));
   }
   return refs;
 }
