@@ -94,7 +94,7 @@ def bundle_policy(directory: Path | str | None = None) -> PolicyBundle:
 
 _lock = threading.Lock()
 _bundles: dict[tuple[str, tuple[tuple[str, int, int], ...]], PolicyBundle] = {}
-_recorded: dict[tuple[str, str], tuple[dict[str, Any], datetime]] = {}
+_locked: dict[tuple[str, str], datetime] = {}
 
 
 def current_bundle(directory: Path | str | None = None) -> PolicyBundle:
@@ -119,17 +119,15 @@ def record_policy(
     bundle: PolicyBundle, *, store: EvidenceStore, ledger: Ledger, retain_until: datetime
 ) -> dict[str, Any]:
     """Store ``bundle`` write-once and ledger it (kind ``policy``, once per bundle); keep its lock at least
-    until ``retain_until`` (the retention of the evidence naming it). Returns the ledgered body."""
+    until ``retain_until`` (the retention of the evidence naming it). Returns the ledgered body.
+
+    The ledger is asked every time (one indexed lookup: it is the record); the bucket only when this
+    process has not yet locked the bundle there until ``retain_until``."""
     cache_key = (store.bucket, bundle.sha256)
-    with _lock:
-        known = _recorded.get(cache_key)
-    if known is not None and known[1] >= retain_until:
-        return known[0]
     existing = ledger.find(f"policy:{bundle.sha256}")
-    if existing is not None:
-        body = dict(existing.body)
-        store.extend_retention(str(body["key"]), str(body["version_id"]), retain_until)
-    else:
+    with _lock:
+        locked_until = _locked.get(cache_key)
+    if existing is None:
         stored: StoredObject = store.put_bytes(
             bundle.key,
             bundle.canonical,
@@ -145,6 +143,22 @@ def record_policy(
             dedupe_key=f"policy:{bundle.sha256}",
         )
         body = dict(entry.body)
+    else:
+        body = dict(existing.body)
+        if locked_until is None or locked_until < retain_until:
+            try:
+                store.extend_retention(str(body["key"]), str(body["version_id"]), retain_until)
+            except store.s3.exceptions.ClientError:
+                # Ledgered with another bucket (a store moved, a test's fresh bucket): keep a copy here
+                # too; the ledger entry keeps naming the first one.
+                store.put_bytes(
+                    bundle.key,
+                    bundle.canonical,
+                    retain_until=retain_until,
+                    content_type="application/json",
+                    expected_sha256=bundle.sha256,
+                )
     with _lock:
-        _recorded[cache_key] = (body, retain_until)
+        if _locked.get(cache_key) is None or _locked[cache_key] < retain_until:
+            _locked[cache_key] = retain_until
     return body
