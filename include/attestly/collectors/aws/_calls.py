@@ -29,7 +29,9 @@ def watch(client: Any) -> Any:
     """Count ``client``'s API calls for the collection running in the calling thread (idempotent)."""
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is not None:
-        events.register("before-call", _on_call, unique_id="attestly-method-calls")
+        # First among the handlers of every operation: a handler that answers the call itself (botocore's
+        # Stubber) ends the event, and the call must still be counted.
+        events.register_first("before-call.*.*", _on_call, unique_id="attestly-method-calls")
     return client
 
 
