@@ -325,11 +325,30 @@ def test_a_retry_adopts_what_a_killed_try_stored_instead_of_a_second_copy(world:
     from dataclasses import replace
 
     from attestly.evidence import AirflowContext
+    from attestly.recording import _note_try, with_policy
 
-    first = replace(_item(50), airflow=AirflowContext("evidence_collection", "manual__x", "collect_aws", 1))
+    observed = datetime.now(UTC)
+    first = replace(
+        _item(50),
+        airflow=AirflowContext("evidence_collection", "manual__x", "collect_aws", 1),
+        observed_at=observed,
+    )
+    with Ledger.connect() as ledger:
+        # What record_evidence does before the upload: name the policy, note when this try observed.
+        first = with_policy(first, store=world.store, ledger=ledger)
+        _note_try(first, ledger)
     world.store.put_evidence(first)  # ...and the worker dies here
-    retry = replace(first, airflow=replace(first.airflow, try_number=2))  # type: ignore[arg-type]
+    # The next try observes the same state a minute later.
+    retry = replace(
+        first,
+        airflow=replace(first.airflow, try_number=2),  # type: ignore[arg-type]
+        observed_at=observed + timedelta(minutes=1),
+        policy=None,
+    )
+    assert retry.observation_sha256 == first.observation_sha256 and retry.sha256 != first.sha256
     with Ledger.connect() as ledger:
         recorded = record_evidence(retry, store=world.store, ledger=ledger)
     assert recorded["key"] == first.object_key and recorded["sha256"] == first.sha256
     assert "Versions" not in world.s3.list_object_versions(Bucket=world.bucket, Prefix=retry.object_key)
+    objects = world.s3.list_object_versions(Bucket=world.bucket, Prefix="objects/")["Versions"]
+    assert len(objects) == 11  # the ten items of the world and the killed try's one: no second copy
