@@ -8,7 +8,20 @@ separators=(",", ":"), ensure_ascii=False)``; they are read and verified as v1, 
 SHA-256 over those bytes is its identity: it is stored content-addressed at ``objects/sha256/<hex>.json`` and the
 ledger records that hash. Two runs that observe the same thing produce the same bytes, so re-running an
 interval stores nothing new. For that reason ``collected_at`` is the end of the data interval being
-evidenced (the moment the evidence speaks about), never the wall clock of the worker.
+evidenced (the moment the evidence speaks about, the period it is filed under), never the wall clock of the
+worker.
+
+v2 items also say how they were produced (information produced by the entity, IPE):
+
+* ``observed_at`` — the real moment the source was observed (the wall clock of the run), distinct from the
+  period; AWS state read on 2026-12-01 at 14:58 says so, whatever period it is filed under;
+* ``method`` (:class:`Method`) — collector id and version, the API operations called or the SQL run
+  (parameters bound, never secrets), and the thresholds (policy parameters) it used;
+* ``population`` (:class:`Population`) — what was enumerated, how, and how many;
+* ``policy`` — the SHA-256 of the policy bundle in force (see :mod:`attestly.policy_evidence`).
+
+They are provenance: :attr:`EvidenceItem.observation_sha256` leaves them out (with ``airflow``), so a
+re-run of an interval that observes the same thing ledgers nothing new.
 
 This module imports nothing from Airflow: auditors verify with it.
 """
@@ -21,6 +34,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+#: Keys of a v2 item that are provenance, not observation: excluded from ``observation_sha256``.
+PROVENANCE_KEYS: tuple[str, ...] = ("airflow", "observed_at", "method", "population", "policy")
 
 SCHEMA_V1 = "attestly.evidence/v1"
 SCHEMA = "attestly.evidence/v2"
@@ -116,6 +132,76 @@ class AirflowContext:
         }
 
 
+def collector_version() -> str:
+    """The version of the code that produced an item: the installed ``attestly`` distribution's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("attestly")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class Method:
+    """How an item was produced (IPE): collector id and version, the API operations called (with their
+    call counts) or SQL text run (parameters bound, no secrets), and the thresholds used.
+
+    ``operations`` maps ``"<service>:<Operation>"`` (or a tool's command) to how many times it was called;
+    ``queries`` are SQL statements with their parameters bound; ``parameters`` the policy thresholds and
+    settings the decision used; ``tool`` names an external tool and its version (Prowler, Security Hub)."""
+
+    collector: str
+    version: str = field(default_factory=collector_version)
+    operations: dict[str, int] = field(default_factory=dict)
+    queries: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tool: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "collector": self.collector,
+            "version": self.version,
+            "operations": dict(sorted(self.operations.items())),
+            "queries": list(self.queries),
+            "parameters": dict(sorted(self.parameters.items())),
+        }
+        if self.tool:
+            out["tool"] = self.tool
+        return out
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Method:
+        return cls(
+            collector=str(value["collector"]),
+            version=str(value["version"]),
+            operations={str(k): int(v) for k, v in dict(value.get("operations") or {}).items()},
+            queries=tuple(str(q) for q in value.get("queries") or ()),
+            parameters=dict(value.get("parameters") or {}),
+            tool=value.get("tool"),
+        )
+
+
+@dataclass(frozen=True)
+class Population:
+    """What was enumerated to produce an item, how, and its size (``size`` members examined)."""
+
+    what: str
+    how: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise EvidenceError(f"population {self.what!r}: size {self.size} is negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "how": self.how, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Population:
+        return cls(what=str(value["what"]), how=str(value["how"]), size=int(value["size"]))
+
+
 @dataclass(frozen=True)
 class EvidenceItem:
     """One piece of evidence for one or more controls over one period.
@@ -137,6 +223,11 @@ class EvidenceItem:
     collected_at: datetime | None = None
     #: 2 (RFC 8785) for everything new; 1 only to rebuild an item frozen before the upgrade.
     version: int = 2
+    #: v2 provenance (see the module docstring); serialised only when set, never in a v1 item.
+    observed_at: datetime | None = None
+    method: Method | None = None
+    population: Population | None = None
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         if self.version not in (1, 2):
@@ -149,6 +240,10 @@ class EvidenceItem:
             raise EvidenceError(
                 f"evidence item {self.collector!r}: result {self.result!r} is not one of {RESULTS}"
             )
+        if self.policy is not None and not (
+            len(self.policy) == 64 and all(c in "0123456789abcdef" for c in self.policy)
+        ):
+            raise EvidenceError(f"evidence item {self.collector!r}: policy {self.policy!r} is not a SHA-256")
         if self.period_end < self.period_start:
             raise EvidenceError(
                 f"evidence item {self.collector!r}: period end {self.period_end} is before start "
@@ -161,7 +256,7 @@ class EvidenceItem:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "schema": SCHEMA if self.version == 2 else SCHEMA_V1,
             "collector": self.collector,
             "controls": sorted(set(self.controls)),
@@ -176,6 +271,16 @@ class EvidenceItem:
             "data": self.data,
             "airflow": self.airflow.to_dict() if self.airflow else None,
         }
+        if self.version == 2:
+            if self.observed_at is not None:
+                body["observed_at"] = iso(self.observed_at)
+            if self.method is not None:
+                body["method"] = self.method.to_dict()
+            if self.population is not None:
+                body["population"] = self.population.to_dict()
+            if self.policy is not None:
+                body["policy"] = {"sha256": self.policy}
+        return body
 
     def canonical(self) -> bytes:
         return canonical_for(self.version, self.to_dict())
@@ -190,13 +295,15 @@ class EvidenceItem:
 
     @property
     def observation_sha256(self) -> str:
-        """Hash of what was observed, without its provenance (``airflow``): two runs or tries that observe
-        the same thing share it, so a re-run does not ledger a second item for an unchanged observation.
+        """Hash of what was observed, without its provenance (``airflow``, ``observed_at``, ``method``,
+        ``population``, ``policy``): two runs or tries that observe the same thing share it, so a re-run
+        does not ledger a second item for an unchanged observation.
 
         Computed over the v1 form of the item (whatever its version), so an interval observed before the
         upgrade to v2 and re-run after it is still recognised as the same observation."""
         body = self.to_dict()
-        body.pop("airflow")
+        for key in PROVENANCE_KEYS:
+            body.pop(key, None)
         body["schema"] = SCHEMA_V1
         return sha256_hex(canonical_json_v1(body))
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from attestly.evidence import (
     EvidenceItem,
     Finding,
+    Method,
+    Population,
     canonical_for,
     canonical_json_v1,
     iso,
@@ -356,6 +358,13 @@ def build_statement(
         data={"statement": statement},
         airflow=None,
         collected_at=attested_at,
+        observed_at=attested_at,
+        method=Method(COLLECTOR, parameters={"attested_by": attested_by}),
+        population=Population(
+            "files attested by the statement" if not exception else "the statement's exception",
+            "uploaded with the statement and named by SHA-256",
+            len(ordered) if not exception else 1,
+        ),
     )
     return Statement(item=item, attachments=ordered, content_key=content_key, recorded_by=recorded_by)
 
@@ -561,6 +570,10 @@ def _item_from_doc(doc: dict[str, Any]) -> EvidenceItem:
         airflow=None,
         collected_at=ts(doc["collected_at"]),
         version=item_version(doc),  # a statement frozen before the upgrade to v2 completes as v1
+        observed_at=ts(doc["observed_at"]) if doc.get("observed_at") else None,
+        method=Method.from_dict(doc["method"]) if doc.get("method") else None,
+        population=Population.from_dict(doc["population"]) if doc.get("population") else None,
+        policy=str(doc["policy"]["sha256"]) if doc.get("policy") else None,
     )
     if item.canonical() != canonical_for(item.version, doc):
         raise RuntimeError("a frozen statement does not round-trip; refusing to ledger it")

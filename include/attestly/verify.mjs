@@ -438,6 +438,8 @@ export function ledgeredObjects(e, start, end) {
     refs.push(ref("evidence", seq, body.evidence));
   } else if (kind === "scan") {
     refs.push(ref(kind, seq, body.raw, body.retain_until));
+  } else if (kind === "policy") {
+    refs.push(ref(kind, seq, body));
   }
   return refs;
 }
@@ -625,6 +627,7 @@ export class Report {
         sealed_range: this.sealedRange,
       },
       ledger_checked: false,
+      ...(this.sumsSigned === undefined ? {} : { sha256sums_signed: this.sumsSigned }),
       problems: this.problems,
     };
   }
@@ -937,6 +940,7 @@ function unwrap(files) {
 export function verifyPacket({ files: given, pem, name }) {
   const files = unwrap(given);
   const report = new Report(name, { from: null, to: null });
+  report.sumsSigned = false;
   const keyFp = fingerprint(pem);
   // 1. SHA256SUMS
   const sums = files.get("SHA256SUMS");
@@ -958,6 +962,28 @@ export function verifyPacket({ files: given, pem, name }) {
     }
     for (const p of files.keys())
       if (p !== "SHA256SUMS" && !listed.has(p) && !p.startsWith("SHA256SUMS")) report.problem("packet_altered", p, "in the packet but not listed in SHA256SUMS");
+    // 1b. SHA256SUMS.sig: the signing key's signature over the exact bytes of SHA256SUMS
+    const sigRaw = files.get("SHA256SUMS.sig");
+    if (!sigRaw) report.problem("bad_signature", "SHA256SUMS.sig", "missing: nothing authenticates SHA256SUMS (the reports' own files)");
+    else {
+      let sig = null;
+      try {
+        sig = parseBytes(sigRaw);
+        if (!isObj(sig)) throw new Malformed("not a JSON object");
+      } catch (err) {
+        report.problem("malformed", "SHA256SUMS.sig", err.message);
+        sig = null;
+      }
+      if (sig) {
+        const raw = b64decode(sig.signature);
+        if (sig.signed !== "SHA256SUMS" || raw === null) report.problem("malformed", "SHA256SUMS.sig", "signed is not \"SHA256SUMS\" or signature is not base64");
+        else if (sig.public_key_fingerprint !== keyFp)
+          report.problem("bad_signature", "SHA256SUMS.sig", `signed by key ${String(sig.public_key_fingerprint).slice(0, 16)}…, given ${keyFp.slice(0, 16)}…`);
+        else if (!verifySignature(pem, typeof sig.algorithm === "string" ? sig.algorithm : "", sums, raw))
+          report.problem("bad_signature", "SHA256SUMS.sig", `the ${String(sig.algorithm).slice(0, 40)} signature over SHA256SUMS does not verify with the given key`);
+        else report.sumsSigned = true;
+      }
+    }
   }
   // 2. digests
   const digestPaths = [...files.keys()].filter((p) => /^digests\/[^/]+\.json$/.test(p)).sort();
@@ -1004,13 +1030,32 @@ export function verifyPacket({ files: given, pem, name }) {
         continue;
       }
       const obj = files.get(row.key);
-      if (obj && sha256hex(obj) !== row.sha256) {
+      if (!obj) {
+        report.problem("missing", row.key, "listed in the evidence manifest but the object is not in the packet");
+        continue;
+      }
+      if (sha256hex(obj) !== row.sha256) {
         report.problem("altered", row.key, `sha256 is ${sha256hex(obj)}, the ledger recorded ${row.sha256}`);
         continue;
       }
       report.objectsVerified += 1;
       report.byKind.evidence.verified += 1;
       if (obj) report.bytesVerified += obj.length;
+    }
+  }
+  // 3b. the policy bundles: content-addressed, and recorded by an authentic ledger entry (kind policy)
+  for (const p of [...files.keys()].filter((k) => /^policy\/sha256\/[0-9a-f]{64}\.json$/.test(k)).sort()) {
+    report.objectsRequested += 1;
+    (report.byKind.policy ??= { requested: 0, verified: 0 }).requested += 1;
+    const h = sha256hex(files.get(p));
+    const named = p.slice("policy/sha256/".length, -".json".length);
+    const refs = (recorded.get(p) ?? []).filter((r) => r.kind === "policy");
+    if (h !== named) report.problem("altered", p, `sha256 is ${h}, its name says ${named}`);
+    else if (!refs.some((r) => r.sha256 === h)) report.problem("missing", p, "no authentic ledger entry in this packet's digests records this policy");
+    else {
+      report.objectsVerified += 1;
+      report.byKind.policy.verified += 1;
+      report.bytesVerified += files.get(p).length;
     }
   }
   // 4. the public key named by the packet is the one given

@@ -402,7 +402,9 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
       retain_until) and the manifest's evidence item (``body.evidence``); period ``manifest.batch.month``;
     - ``disposal``: the certificate's evidence item (``body.evidence``), whatever the range;
     - ``scan``: a scanner's raw output (``body.raw``, locked until ``body.retain_until``), whatever the
-      range.
+      range;
+    - ``policy``: the policy bundle in force (``body``: key, version_id, sha256, retain_until), whatever
+      the range.
 
     Raises :class:`MalformedDigest` when a reference lacks a field or has the wrong type."""
     kind, seq, body = entry["kind"], int(entry["seq"]), entry["body"]
@@ -444,6 +446,8 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
         refs.append(_ref("evidence", seq, body.get("evidence")))
     elif kind == "scan":
         refs.append(_ref(kind, seq, body.get("raw"), body.get("retain_until")))
+    elif kind == "policy":
+        refs.append(_ref(kind, seq, body))
     return refs
 
 

@@ -15,7 +15,7 @@ from attestly.collectors.auditdb import (
     AuditDbCollectorError,
     collect_auditdb,
 )
-from attestly.evidence import AirflowContext, EvidenceItem, Finding
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, parse_item
 from attestly.policy import Policy, load_policy
 from attestly_dev.audit_seed import seed_audit
 
@@ -71,7 +71,11 @@ def _plant(
     return str(event_id)
 
 
+OBSERVED = datetime(2026, 5, 3, 9, 30, tzinfo=UTC)  # when the database was read: after the interval
+
+
 def _collect(collector: str, **kwargs: Any) -> EvidenceItem:
+    kwargs.setdefault("observed_at", OBSERVED)
     kwargs.setdefault("period_start", START)
     kwargs.setdefault("period_end", END)
     kwargs.setdefault("policy", POLICY)
@@ -104,6 +108,16 @@ def test_clean_seeded_day_passes_every_collector_deterministically(fresh_audit: 
         # Re-running the same interval gives byte-identical evidence.
         again = _collect(collector, airflow=airflow)
         assert again.canonical() == body and again.sha256 == item.sha256, collector
+
+    # IPE: the SQL each collector ran (parameters bound), and the interval's events as its population.
+    for collector, item in items.items():
+        body = parse_item(item.canonical())
+        assert body["observed_at"] == "2026-05-03T09:30:00Z", collector
+        assert body["method"]["queries"] and all("%(" not in q for q in body["method"]["queries"]), collector
+        assert any('FROM "audit"."events"' in q for q in body["method"]["queries"]), collector
+        assert body["method"]["parameters"] == item.data["params"]
+        assert body["population"]["size"] == loaded["rows"], collector
+        assert "count(*)" in body["population"]["how"]
 
     volume = items["auditdb.event_volume"].data
     assert volume["total"] == loaded["rows"]

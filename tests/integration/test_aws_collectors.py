@@ -124,6 +124,36 @@ def test_every_collector_reports_exactly_the_planted_findings(
         assert parse_item(item.canonical())["collector"] == item.collector
 
 
+def test_every_collector_records_when_what_and_how_it_observed(
+    aws_env: Expected, first_run: list[EvidenceItem]
+) -> None:
+    """IPE: every registered collector's item says when AWS was observed (not the period), the API
+    operations it really called (through the moto server), the thresholds it read, and its population."""
+    assert {i.collector for i in first_run} == set(REGISTRY)
+    for item in first_run:
+        body = parse_item(item.canonical())
+        assert body["observed_at"] == NOW.isoformat().replace("+00:00", "Z") != body["collected_at"]
+        method, population = body["method"], body["population"]
+        assert (
+            method["collector"] == item.collector
+            and method["version"]
+            and method["tool"].startswith("boto3 ")
+        )
+        service = REGISTRY[item.collector].service
+        assert method["operations"] and all(n > 0 for n in method["operations"].values()), item.collector
+        assert any(op.split(":")[0] in (service, "s3") for op in method["operations"]), method["operations"]
+        assert "observed_at" not in method["parameters"]
+        assert population["size"] == len(item.findings), item.collector
+        assert REGISTRY[item.collector].population in population["what"]
+        assert item.scope["account"] in population["what"]
+    # Thresholds are the ones the policy gave, where the collector reads one.
+    by_id = {i.collector: i for i in first_run}
+    assert by_id["iam.access_key_age"].method.parameters == {  # type: ignore[union-attr]
+        "access_key_max_age_days": SEED_PARAMS["access_key_max_age_days"]
+    }
+    assert "rds_min_backup_retention_days" in by_id["rds.backup_retention"].method.parameters  # type: ignore[union-attr]
+
+
 def test_expected_constant_resolves_to_the_seed_result(aws_env: Expected) -> None:
     """The module constant is the seed's answer with generated ids as ``<kind:name>`` placeholders."""
     assert set(aws_env) == set(EXPECTED_FINDINGS)

@@ -102,8 +102,16 @@ def test_collects_current_interval_then_reruns_add_nothing(
     assert all(i["retroactive"] is False for i in aws_results.values())
     assert all(i["airflow"]["dag_id"] == "evidence_collection" for i in items)
 
+    # Each item says when it was really observed (this run's wall clock, not the end of the period it is
+    # filed under), what it enumerated, and the policy in force — stored and ledgered once.
+    for i in items:
+        assert i["observed_at"] > i["period_end"], i["collector"]  # read after the interval ended
+        assert i["population"]["what"] and i["population"]["how"] and i["method"]["version"], i["collector"]
+    (policy,) = {i["policy"] for i in items}
     head, kinds = _ledger_state()
-    assert kinds == Counter({"evidence": 46, "run": 1})
+    assert kinds == Counter({"evidence": 46, "run": 1, "policy": 1})
+    with Ledger.connect() as ledger:
+        assert ledger.find(f"policy:{policy}") is not None
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger", "--json"],
         capture_output=True,

@@ -93,8 +93,10 @@ def test_untouched_store_verifies(world: World) -> None:
     report = world.verify(ledger_entries=ledger_rows())
     assert report.ok, [str(p) for p in report.problems]
     assert report.digests_found == report.digests_valid == 2
-    assert report.objects_requested == report.objects_verified == 10
-    assert report.entries == 11
+    # Ten items and the policy bundle they name (ledgered once, at entry 1, before the first item).
+    assert report.objects_requested == report.objects_verified == 11
+    assert report.by_kind["policy"] == {"requested": 1, "verified": 1}
+    assert report.entries == 12
 
 
 def test_recording_and_sealing_are_idempotent(world: World) -> None:
@@ -135,13 +137,13 @@ def test_a_locked_version_cannot_be_deleted_or_overwritten_in_place(world: World
 
 
 def test_a_deleted_digest_is_reported(world: World) -> None:
-    world.s3.delete_object(Bucket=world.bucket, Key=digest_key(1, 6))
+    world.s3.delete_object(Bucket=world.bucket, Key=digest_key(1, 7))
     report = world.verify()
-    assert _kinds(report) == {"digest_missing": [digest_key(1, 6)]}
+    assert _kinds(report) == {"digest_missing": [digest_key(1, 7)]}
 
 
 def test_a_rewritten_digest_is_reported(world: World) -> None:
-    key = digest_key(7, 11)
+    key = digest_key(8, 12)
     original = json.loads(world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read())
     original["digest"]["entries"][0]["body"]["result"] = "pass"
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=canonical_json(original))
@@ -154,19 +156,19 @@ def test_a_ledger_row_edited_by_a_superuser_is_reported(world: World) -> None:
     with psycopg.connect(_admin("attestly"), autocommit=True) as conn:
         conn.execute("ALTER TABLE attestly.ledger DISABLE TRIGGER ledger_append_only")
         conn.execute(
-            "UPDATE attestly.ledger SET body = jsonb_set(body, '{result}', '\"pass\"') WHERE seq = 8"
+            "UPDATE attestly.ledger SET body = jsonb_set(body, '{result}', '\"pass\"') WHERE seq = 9"
         )
         conn.execute("ALTER TABLE attestly.ledger ENABLE TRIGGER ledger_append_only")
     report = world.verify(ledger_entries=ledger_rows())
-    assert _kinds(report) == {"ledger_altered": ["ledger entry 8"]}
+    assert _kinds(report) == {"ledger_altered": ["ledger entry 9"]}
     # And nothing new can be sealed on top of a tampered ledger.
     with Ledger.connect() as ledger:
         ledger.append("note", {"what": "after tampering"})
         with psycopg.connect(_admin("attestly"), autocommit=True) as conn:
             conn.execute("ALTER TABLE attestly.ledger DISABLE TRIGGER ledger_append_only")
-            conn.execute('UPDATE attestly.ledger SET body = \'{"what": "rewritten"}\' WHERE seq = 12')
+            conn.execute('UPDATE attestly.ledger SET body = \'{"what": "rewritten"}\' WHERE seq = 13')
             conn.execute("ALTER TABLE attestly.ledger ENABLE TRIGGER ledger_append_only")
-        with pytest.raises(LedgerTampered, match="entry 12 altered"):
+        with pytest.raises(LedgerTampered, match="entry 13 altered"):
             ledger.seal(store=world.store, signer=signer_from_connection())
 
 
@@ -181,11 +183,11 @@ def test_the_wrong_public_key_is_reported(world: World) -> None:
 def test_a_gap_in_the_chain_is_reported(world: World) -> None:
     """A digest signed with the real key (a stolen key, or a bug) that skips ledger entries."""
     signer = signer_from_connection()
-    last = json.loads(world.s3.get_object(Bucket=world.bucket, Key=digest_key(7, 11))["Body"].read())
+    last = json.loads(world.s3.get_object(Bucket=world.bucket, Key=digest_key(8, 12))["Body"].read())
     forged = dict(last["digest"])
     forged.update(first_seq=15, last_seq=15, entries=[], entry_count=0)
     forged["previous"] = {
-        "key": digest_key(7, 11),
+        "key": digest_key(8, 12),
         "sha256": __import__("hashlib").sha256(canonical_json(last)).hexdigest(),
         "signature": last["signature"],
     }
@@ -206,13 +208,13 @@ def test_a_gap_in_the_chain_is_reported(world: World) -> None:
     )
     report = world.verify()
     assert _kinds(report) == {"chain_broken": [digest_key(15, 15)]}
-    assert "gap: starts at ledger entry 15, expected 12" in report.problems[0].detail
+    assert "gap: starts at ledger entry 15, expected 13" in report.problems[0].detail
 
 
 def test_period_filter_checks_only_requested_evidence(world: World) -> None:
     report = world.verify(start=DAY + timedelta(days=1), end=DAY + timedelta(days=2))
     assert report.ok
-    assert report.objects_requested == 5  # items 5..9 cover day 1 only
+    assert report.objects_requested == 6  # items 5..9 cover day 1 only, and the policy whatever the range
 
 
 def test_store_refuses_a_bucket_without_object_lock(stack: dict[str, str]) -> None:
@@ -323,11 +325,30 @@ def test_a_retry_adopts_what_a_killed_try_stored_instead_of_a_second_copy(world:
     from dataclasses import replace
 
     from attestly.evidence import AirflowContext
+    from attestly.recording import _note_try, with_policy
 
-    first = replace(_item(50), airflow=AirflowContext("evidence_collection", "manual__x", "collect_aws", 1))
+    observed = datetime.now(UTC)
+    first = replace(
+        _item(50),
+        airflow=AirflowContext("evidence_collection", "manual__x", "collect_aws", 1),
+        observed_at=observed,
+    )
+    with Ledger.connect() as ledger:
+        # What record_evidence does before the upload: name the policy, note when this try observed.
+        first = with_policy(first, store=world.store, ledger=ledger)
+        _note_try(first, ledger)
     world.store.put_evidence(first)  # ...and the worker dies here
-    retry = replace(first, airflow=replace(first.airflow, try_number=2))  # type: ignore[arg-type]
+    # The next try observes the same state a minute later.
+    retry = replace(
+        first,
+        airflow=replace(first.airflow, try_number=2),  # type: ignore[arg-type]
+        observed_at=observed + timedelta(minutes=1),
+        policy=None,
+    )
+    assert retry.observation_sha256 == first.observation_sha256 and retry.sha256 != first.sha256
     with Ledger.connect() as ledger:
         recorded = record_evidence(retry, store=world.store, ledger=ledger)
     assert recorded["key"] == first.object_key and recorded["sha256"] == first.sha256
     assert "Versions" not in world.s3.list_object_versions(Bucket=world.bucket, Prefix=retry.object_key)
+    objects = world.s3.list_object_versions(Bucket=world.bucket, Prefix="objects/")["Versions"]
+    assert len(objects) == 11  # the ten items of the world and the killed try's one: no second copy

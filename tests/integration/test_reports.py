@@ -5,6 +5,7 @@ OSCAL, rendered by the CLI and by `airflow dags test control_reports`, and e-mai
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import email
 import email.policy
@@ -45,13 +46,15 @@ def _render(frameworks: list[str], formats: tuple[str, ...] = ("html", "pdf", "j
     from attestly.signing import signer_from_connection
     from attestly.store import EvidenceStore
 
+    signer = signer_from_connection()
     with Ledger.connect() as ledger:
         return render_reports(
             requests=[ReportRequest(framework=f, period=QUARTER, formats=formats) for f in frameworks],
             ledger=ledger,
             store=EvidenceStore.from_connection(),
-            public_key_pem=signer_from_connection().public_key_pem(),
+            public_key_pem=signer.public_key_pem(),
             airflow_base_url=BASE_URL,
+            signer=signer,
         )
 
 
@@ -258,7 +261,7 @@ def test_packet_holds_manifest_digests_key_and_verify_page(
     with zipfile.ZipFile(io.BytesIO(b.packet_zip())) as zf:
         names = zf.namelist()
         root = b.packet_name.removesuffix(".zip")
-        assert sorted(n.removeprefix(root + "/") for n in names) == sorted(b.files)
+        assert sorted(n.removeprefix(root + "/") for n in names) == sorted({*b.files, *b.objects})
         files = {n.removeprefix(root + "/"): zf.read(n) for n in names}
     assert files["public-key.pem"] == quarter.public_pem
     manifest = json.loads(files["evidence-manifest.json"])
@@ -275,9 +278,32 @@ def test_packet_holds_manifest_digests_key_and_verify_page(
         "ledger_seq",
     }
     assert {m["sha256"] for m in manifest} == {r["sha256"] for r in rows}
+    # Every evidence object the manifest lists is in the packet itself, with its ledgered hash.
+    for m in manifest:
+        assert hashlib.sha256(files[m["key"]]).hexdigest() == m["sha256"], m["key"]
+    # The policy in force, named by every item, is in the packet too.
+    (policy,) = [p for p in files if p.startswith("policy/sha256/")]
+    sha = policy.removeprefix("policy/sha256/").removesuffix(".json")
+    assert hashlib.sha256(files[policy]).hexdigest() == sha
+    assert json.loads(files[policy])["schema"] == "attestly.policy/v1"
+    assert {
+        json.loads(files[m["key"]])["policy"]["sha256"] for m in manifest if m["collector"] != "manual"
+    } == {sha}
+    listed = [line.split("  ", 1)[1] for line in files["SHA256SUMS"].decode().splitlines()]
+    assert sorted(listed) == sorted(p for p in files if not p.startswith("SHA256SUMS"))
     for line in files["SHA256SUMS"].decode().splitlines():
         digest, path = line.split("  ", 1)
         assert hashlib.sha256(files[path]).hexdigest() == digest
+    # SHA256SUMS is signed by the ledger's signing key; the fingerprint is printed for out-of-band checks.
+    from attestly.signing import fingerprint, verify_signature
+
+    sig = json.loads(files["SHA256SUMS.sig"])
+    assert sig["signed"] == "SHA256SUMS" and sig["public_key_fingerprint"] == fingerprint(quarter.public_pem)
+    assert verify_signature(
+        quarter.public_pem, sig["algorithm"], files["SHA256SUMS"], base64.b64decode(sig["signature"])
+    )
+    assert fingerprint(quarter.public_pem) in files["VERIFY.md"].decode()
+    assert fingerprint(quarter.public_pem) in files["index.html"].decode()
     assert [p for p in files if p.startswith("digests/")] and "oscal/assessment-results.json" in files
     verify = files["VERIFY.md"].decode()
     command = f"attestly verify --bucket {quarter.bucket} --public-key public-key.pem --from 2026-01-01 --to 2026-03-31"
@@ -374,6 +400,8 @@ def test_the_packets_own_node_verifier_agrees_and_checks_the_packet_offline(
     report = json.loads(run.stdout)
     assert report["found"]["evidence_objects_verified"] == b.index["evidence_count"] > 0
     assert report["found"]["digests_valid"] == report["found"]["digests"] > 0
+    assert report["sha256sums_signed"] is True
+    assert report["found"]["objects_by_kind"]["policy"] == {"requested": 1, "verified": 1}
 
     # Tampered: a report changed after the fact, and a manifest row pointing at another object.
     root = tmp_path / "unpacked"
@@ -385,6 +413,9 @@ def test_the_packets_own_node_verifier_agrees_and_checks_the_packet_offline(
     manifest = json.loads((folder / "evidence-manifest.json").read_text())
     manifest[0]["sha256"] = "0" * 64
     (folder / "evidence-manifest.json").write_text(json.dumps(manifest))
+    (folder / manifest[1]["key"]).unlink()  # an evidence object left out of the packet
+    sums = folder / "SHA256SUMS"  # SHA256SUMS re-written to match: its signature no longer verifies
+    sums.write_bytes(sums.read_bytes().replace(b"  index.json\n", b"  index.jsonx\n"))
     run = subprocess.run(
         [node, "verify.mjs", "--packet", str(folder), "--public-key", "public-key.pem", "--json"],
         cwd=tmp_path,
@@ -398,6 +429,8 @@ def test_the_packets_own_node_verifier_agrees_and_checks_the_packet_offline(
     assert ("packet_altered", "index.json") in problems
     assert ("packet_altered", "evidence-manifest.json") in problems
     assert ("altered", manifest[0]["key"]) in problems
+    assert ("missing", manifest[1]["key"]) in problems
+    assert ("bad_signature", "SHA256SUMS.sig") in problems
 
 
 def _trestle() -> Path | None:
@@ -408,6 +441,48 @@ def _trestle() -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def test_reports_and_oscal_show_observation_time_method_and_population(bundles: dict[str, Bundle]) -> None:
+    """The period an item is filed under and when it was really observed are two things, in the reports
+    and in OSCAL (never the period's end as `collected`); so are what was enumerated, how, and the
+    method and policy."""
+    b = bundles["pci"]
+    oscal = json.loads(b.files["oscal/assessment-results.json"])["assessment-results"]["results"][0]
+    by_control = {
+        next(p["value"] for p in o["props"] if p["name"] == "attestly-control-id"): o
+        for o in oscal["observations"]
+    }
+    checked = 0
+    for r in b.reports:
+        if r["status"] == "not_in_scope" or not r["evidence"]:
+            continue
+        observed = [e["observed_at"] for e in r["evidence"] if e["observed_at"]]
+        assert observed, r["control"]["id"]
+        obs = by_control[r["control"]["id"]]
+        assert (
+            obs["collected"]
+            == max(observed).replace("Z", "+00:00")
+            != f"{QUARTER.end.isoformat()}T23:59:59+00:00"
+        )
+        props = {p["name"]: p["value"] for p in obs["props"]}
+        assert props["observed-last"] == max(observed) and "policy-sha256" in props
+        for e in r["evidence"]:
+            if e["collector"] == "manual":
+                continue
+            assert e["observed_at"] > e["date"][-10:]  # observed after the day it is filed under
+            assert e["population"]["what"] and e["population"]["how"] and e["population"]["size"] is not None
+            assert e["method"]["collector"] == e["collector"] and e["method"]["version"] == "0.1.0"
+            assert e["policy"] and len(e["policy"]) == 64
+        prov = {p["collector"]: p for p in r["provenance"]}
+        assert set(prov) == {e["collector"] for e in r["evidence"]}
+        checked += 1
+    assert checked
+    slug = next(
+        r["control"]["slug"] for r in b.reports if any(e["collector"] != "manual" for e in r["evidence"])
+    )
+    html = b.files[f"controls/{slug}.html"].decode()
+    assert "How the evidence was produced" in html and "the seeded estate" in html
 
 
 def test_trestle_validates_the_oscal_assessment_results(bundles: dict[str, Bundle], tmp_path: Path) -> None:
@@ -649,6 +724,12 @@ def test_dag_renders_stores_and_emails_the_quarter(bundles: dict[str, Bundle], q
         assert str(msg["Message-ID"]) == emailed[fw]["message_id"]
         body = msg.get_body(preferencelist=("html",))
         assert body is not None and "Top exceptions" in body.get_content()
+        # The key's fingerprint for out-of-band confirmation, and the digest sealing the reports' own entry.
+        assert bundles["pci"].index["public_key_fingerprint"] in body.get_content()
+        assert (
+            stored[fw]["packet"]["sha256"] in body.get_content()
+            and "sealed by <code>digests/" in body.get_content()
+        )
         attached: dict[str, bytes] = {}
         for part in msg.iter_attachments():
             name, content = part.get_filename(), part.get_payload(decode=True)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from attestly.evidence import AirflowContext, EvidenceItem, Finding
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, Method, Population
+from attestly.policy_evidence import current_bundle, record_policy
 from attestly.reports.model import EVENT_COLLECTORS, Period
 
 QUARTER = Period(date(2026, 1, 1), date(2026, 3, 31))
@@ -99,11 +100,17 @@ def _controls_by_collector() -> dict[str, tuple[str, ...]]:
 def _item(collector: str, day: date, result: str, findings: tuple[Finding, ...], **kw: Any) -> EvidenceItem:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     dag = "audit_log_quality" if collector.startswith("quality.") else "evidence_collection"
+    period_start = kw.pop("period_start", start)
+    period_end = kw.pop("period_end", start + timedelta(days=1))
     return EvidenceItem(
         collector=collector,
         controls=_controls_by_collector()[collector],
-        period_start=kw.pop("period_start", start),
-        period_end=kw.pop("period_end", start + timedelta(days=1)),
+        period_start=period_start,
+        period_end=period_end,
+        # Observed the afternoon after the interval it is filed under, as a daily run does.
+        observed_at=period_end + timedelta(hours=14, minutes=58),
+        method=Method(collector, version="0.1.0", parameters={"seeded": True}),
+        population=Population(f"{collector} seeded resources", "the seeded estate", len(findings)),
         scope=kw.pop("scope", _scope(collector)),
         retroactive=collector.split(".", maxsplit=1)[0]
         not in ("iam", "s3", "kms", "ec2", "rds", "config", "cloudtrail"),
@@ -299,6 +306,11 @@ def seed_quarter() -> Seeded:
     store = EvidenceStore(bucket=bucket, s3=s3, retention_days=3650)
     signer = signer_from_connection()
     items, runs = quarter_items()
+    # The policy in force, stored and ledgered before the first item naming it (as record_evidence does).
+    bundle = current_bundle()
+    with Ledger.connect() as ledger:
+        record_policy(bundle, store=store, ledger=ledger, retain_until=store.retain_until_for(QUARTER.end_dt))
+    items = [replace(i, policy=bundle.sha256) for i in items]
     # What record_evidence does, with the uploads in parallel (the moto server is the slow part).
     with ThreadPoolExecutor(max_workers=6) as pool:
         stored = list(pool.map(store.put_evidence, items))

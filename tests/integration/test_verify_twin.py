@@ -176,6 +176,11 @@ def mixed(stack: dict[str, str]) -> Iterator[Store]:
                     "key"
                 ]
             )
+        # Recording v2 evidence stored and ledgered the policy in force (kind policy) once.
+        from attestly.policy_evidence import current_bundle
+
+        extra["policy"] = current_bundle().key
+        assert store.s3.head_object(Bucket=bucket, Key=extra["policy"])
         retain = store.retain_until_for(DAY + timedelta(days=90))
         index = store.put_bytes(
             "reports/pci/2026-Q2/0123456789abcdef/index.html", b"<h1>PCI</h1>", retain_until=retain
@@ -375,6 +380,12 @@ def _replace_report_packet_archive(w: Store) -> None:
         w.s3.put_object(Bucket=w.bucket, Key=w.extra[name], Body=b"forged " + name.encode())
 
 
+def _replace_policy(w: Store) -> None:
+    w.s3.put_object(
+        Bucket=w.bucket, Key=w.extra["policy"], Body=b'{"schema":"attestly.policy/v1","files":[]}'
+    )
+
+
 def _lying_entry(w: Store) -> None:
     """A signed entry (a bug, or a stolen key) that records the wrong hash and a longer lock than the object
     has, for a manual statement whose own signature does not verify."""
@@ -410,6 +421,7 @@ def _lying_entry(w: Store) -> None:
         (_forged_gap, {"chain_broken"}),
         (_junk, {"malformed"}),
         (_replace_report_packet_archive, {"replaced"}),
+        (_replace_policy, {"replaced"}),
         (_lying_entry, {"altered", "lock", "bad_signature"}),
     ],
     ids=lambda v: getattr(v, "__name__", "clean").lstrip("_") if callable(v) or v is None else None,
@@ -424,8 +436,9 @@ def test_both_verifiers_agree(
     if tamper is None:
         assert py["ok"] and py["found"]["digests_valid"] == 2
         assert (
-            py["found"]["ledgered_objects_verified"] == py["found"]["ledgered_objects"] == 11
-        )  # 8 items, 2 report files, 1 archive
+            py["found"]["ledgered_objects_verified"] == py["found"]["ledgered_objects"] == 12
+        )  # 8 items, 2 report files, 1 archive, 1 policy bundle
+        assert py["found"]["objects_by_kind"]["policy"] == {"requested": 1, "verified": 1}
 
 
 def test_both_verifiers_agree_on_the_wrong_key_and_a_period(mixed: Store, tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ counts and hashes, never row content or subject ids.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from attestly.archive.schema import CONTENT_HASH_DEFINITION
-from attestly.evidence import EvidenceItem, Finding
+from attestly.evidence import EvidenceItem, Finding, Method, Population
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
@@ -106,7 +107,23 @@ def manifest_item(ctx: ArchiveContext, batch: Batch, manifest: dict[str, Any]) -
         findings=(Finding(resource=batch.object_key, status="pass", detail=detail),),
         data=manifest,
         airflow=ctx.airflow,
+        observed_at=_last_purge(manifest),
+        method=Method(COLLECTOR, parameters={"retention_class": batch.class_name}),
+        population=Population(
+            f"rows of {batch.source_table} in batch {batch.batch_id}",
+            "the batch's rows exported by COPY, counted and hashed again from the object at verification",
+            int(manifest["rows"]),
+        ),
     )
+
+
+def _last_purge(manifest: dict[str, Any]) -> datetime:
+    """When the manifest's last step (its latest purge) was observed; now when nothing was purged yet."""
+    times = [str(p["purged_at"]) for p in manifest.get("purges") or [] if p.get("purged_at")]
+    if not times:
+        return datetime.now(UTC)
+    parsed = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times]
+    return max(p if p.tzinfo else p.replace(tzinfo=UTC) for p in parsed)
 
 
 def failure_item(ctx: ArchiveContext, batch: Batch, problems: list[str]) -> EvidenceItem:
@@ -126,6 +143,11 @@ def failure_item(ctx: ArchiveContext, batch: Batch, problems: list[str]) -> Evid
             "problems": problems,
         },
         airflow=ctx.airflow,
+        observed_at=datetime.now(UTC),
+        method=Method(COLLECTOR, parameters={"retention_class": batch.class_name}),
+        population=Population(
+            f"the archive object of batch {batch.batch_id}", "re-read from the bucket at verification", 1
+        ),
     )
 
 

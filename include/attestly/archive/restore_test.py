@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from attestly.evidence import EvidenceItem, Finding
+from attestly.evidence import EvidenceItem, Finding, Method, Population
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
     from attestly.archive.journal import Batch
 
 COLLECTOR = "archive.restore_test"
+_POPULATION = "verified archive batches whose data key is live"
+_HOW = (
+    "the archive journal's batches that reached verified, whose data key in the key registry is not destroyed"
+)
 
 
 def candidates(ctx: ArchiveContext) -> list[Batch]:
@@ -81,6 +85,10 @@ def run_restore_test(
         "period_end": period_end,
         "retroactive": False,
         "airflow": ctx.airflow,
+        "observed_at": datetime.now(UTC),
+        "method": Method(
+            COLLECTOR, parameters={"seed": seed, "selection": "one verified batch, drawn by seed"}
+        ),
     }
     started = time.monotonic()
     if batch is None:
@@ -90,6 +98,7 @@ def run_restore_test(
             result="not_applicable",
             findings=(),
             data={"candidates": 0, "reason": "no verified archive batch with a live key to restore"},
+            population=Population(_POPULATION, _HOW, 0),
         )
         return {
             **record_evidence(item, store=ctx.store, ledger=ctx.ledger),
@@ -137,6 +146,7 @@ def run_restore_test(
         result=outcome,  # type: ignore[arg-type]
         findings=findings,
         data=data,
+        population=Population(_POPULATION, _HOW, len(pool)),
     )
     return {
         **record_evidence(item, store=ctx.store, ledger=ctx.ledger),

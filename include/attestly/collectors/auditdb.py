@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -50,7 +50,7 @@ import psycopg
 from psycopg import sql
 
 from attestly.connections import ConnectionNotFound, pg_connect
-from attestly.evidence import AirflowContext, EvidenceItem, Finding, derive_result, iso
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, Method, Population, derive_result, iso
 from attestly.policy import AUDITDB_COLLECTORS as _CATALOG_AUDITDB_COLLECTORS
 from attestly.policy import Policy, load_policy
 
@@ -109,6 +109,7 @@ class _Query:
     start: datetime
     end: datetime
     params: dict[str, int | float]
+    queries: list[str] = field(default_factory=list)
 
     @property
     def table(self) -> sql.Composed:
@@ -135,9 +136,11 @@ class _Query:
         return sql.SQL("{ts} >= %(start)s AND {ts} < %(end)s").format(ts=ts)
 
     def rows(self, query: sql.Composed | sql.SQL, **params: Any) -> list[tuple[Any, ...]]:
-        """Run a query with ``start`` / ``end`` bound; database errors name the collector."""
+        """Run a query with ``start`` / ``end`` bound; database errors name the collector. The query text
+        with its parameters bound is kept for the item's ``method``."""
         bound = {"start": self.start, "end": self.end, **params}
         try:
+            self.queries.append(" ".join(psycopg.ClientCursor(self.conn).mogrify(query, bound).split()))
             with self.conn.cursor() as cur:
                 cur.execute(query, bound)
                 return list(cur.fetchall())
@@ -612,8 +615,13 @@ def collect_auditdb(
     policy: Policy | None = None,
     params: Mapping[str, Any] | None = None,
     airflow: AirflowContext | None = None,
+    observed_at: datetime | None = None,
 ) -> EvidenceItem:
     """Run one audit-database collector over ``[period_start, period_end)`` and return its evidence.
+
+    ``observed_at`` (default: the wall clock when the transaction starts) is when the database was read;
+    ``method`` holds every SQL statement run (parameters bound) and the effective parameters;
+    ``population`` the interval's events of the table, counted in the same snapshot.
 
     ``policy`` defaults to :func:`attestly.policy.load_policy`; ``params`` overrides
     :data:`DEFAULT_PARAMS` for this collector; ``airflow`` is recorded as is. See the module docstring
@@ -649,8 +657,11 @@ def collect_auditdb(
         conn.read_only = True
         conn.execute("SET TIME ZONE 'UTC'")
         database = str(conn.info.dbname)
+        read_at = observed_at or datetime.now(UTC)
         q = _Query(collector_id, conn, pol, start, end, effective)
         findings, data = _COLLECTORS[collector_id](q)
+        population = q.rows(sql.SQL("SELECT count(*) FROM {t} WHERE {w}").format(t=q.table, w=q.in_interval))
+        population_sql = q.queries[-1]
         conn.rollback()  # read only: nothing to keep
     except psycopg.Error as exc:
         raise AuditDbCollectorError(collector_id, f"database error on {conn_id!r}: {exc}") from exc
@@ -669,4 +680,11 @@ def collect_auditdb(
         findings=tuple(findings),
         data=data,
         airflow=airflow,
+        observed_at=read_at,
+        method=Method(collector=collector_id, queries=tuple(q.queries[:-1]), parameters=dict(effective)),
+        population=Population(
+            what=f"events of {table.schema_name}.{table.table} with timestamp in [{iso(start)}, {iso(end)})",
+            how=f"{population_sql} (REPEATABLE READ READ ONLY, the snapshot the collector's queries read)",
+            size=int(population[0][0]),
+        ),
     )

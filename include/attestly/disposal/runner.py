@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from attestly.archive import failpoints
 from attestly.disposal.planning import Blocked, DisposalPlan, plan
-from attestly.evidence import EvidenceItem, Finding, canonical_json_v1, iso
+from attestly.evidence import EvidenceItem, Finding, Method, Population, canonical_json_v1, iso
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
@@ -226,6 +226,13 @@ def record_failure(ctx: ArchiveContext, problems: dict[str, list[str]]) -> dict[
         ),
         data={"schema": CERTIFICATE_SCHEMA, "verification": "failed", "problems": problems},
         airflow=ctx.airflow,
+        observed_at=now,
+        method=Method(COLLECTOR, parameters={"method": "cryptographic erase (NIST SP 800-88)"}),
+        population=Population(
+            "destroyed keys whose destruction could not be proven",
+            "the proof of each key destroyed by this run",
+            len(problems),
+        ),
     )
     return record_evidence(item, store=ctx.store, ledger=ctx.ledger)
 
@@ -484,6 +491,14 @@ def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
         findings=tuple(findings),
         data=body,
         airflow=ctx.airflow,
+        observed_at=datetime.fromisoformat(str(body["issued_at"]).replace("Z", "+00:00")),
+        method=Method(COLLECTOR, parameters={"method": "cryptographic erase (NIST SP 800-88)"}),
+        population=Population(
+            "data keys destroyed under this certificate",
+            "the key registry's keys whose retention ended or whose subject's erasure was approved, "
+            "minus those under legal hold",
+            len(body["keys"]),
+        ),
     )
 
 

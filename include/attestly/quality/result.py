@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from attestly.evidence import AirflowContext, EvidenceItem, Finding, Result, derive_result, iso
+from attestly.evidence import (
+    AirflowContext,
+    EvidenceItem,
+    Finding,
+    Method,
+    Population,
+    Result,
+    derive_result,
+    iso,
+)
 
 COLLECTOR = "quality.audit_log"
 
@@ -88,6 +97,8 @@ class QualityResult:
     skipped: dict[str, str] = field(default_factory=dict)
     gx_version: str = ""
     seconds: float = 0.0
+    #: What GX ran, one text per check (the SQL, or the expectation and its row condition): the method.
+    queries: tuple[str, ...] = ()
 
     @property
     def success(self) -> bool:
@@ -120,7 +131,11 @@ class QualityResult:
         }
 
     def to_evidence(
-        self, *, controls: Sequence[str] | None = None, airflow: AirflowContext | None = None
+        self,
+        *,
+        controls: Sequence[str] | None = None,
+        airflow: AirflowContext | None = None,
+        observed_at: datetime | None = None,
     ) -> EvidenceItem:
         """The evidence item (collector ``quality.audit_log``) for this interval.
 
@@ -148,6 +163,21 @@ class QualityResult:
                 "skipped": dict(sorted(self.skipped.items())),
             },
             airflow=airflow,
+            observed_at=observed_at,
+            method=Method(
+                collector=COLLECTOR,
+                queries=self.queries,
+                parameters={
+                    "checks": [c.name for c in self.checks],
+                    "skipped": dict(sorted(self.skipped.items())),
+                },
+                tool=f"great_expectations {self.gx_version}" if self.gx_version else None,
+            ),
+            population=Population(
+                what=f"audit events of {self.table} with timestamp in [{iso(self.start)}, {iso(self.end)})",
+                how="one GX batch over the table with the interval as row condition (SQL push-down)",
+                size=self.rows,
+            ),
         )
 
 

@@ -96,6 +96,33 @@ def connect_args(conn: Conn) -> dict[str, Any]:
     return args
 
 
+def describe_check(check: CheckSpec, spec: SuiteSpec) -> str:
+    """What GX runs for ``check``, as text for the item's ``method``: the SQL of a ``sql`` check (``{batch}``
+    is the interval's rows of the table), else the expectation with its column, values and row condition."""
+    where = (
+        f"{spec.timestamp_column} >= '{spec.start.isoformat()}' AND {spec.timestamp_column} < "
+        f"'{spec.end.isoformat()}'"
+    )
+    if check.kind == "sql" and check.sql:
+        return f"-- {check.name}: UnexpectedRowsExpectation\n{check.sql}"
+    name = {
+        "not_null": "ExpectColumnValuesToNotBeNull",
+        "in_set": "ExpectColumnValuesToBeInSet",
+        "unique": "ExpectColumnValuesToBeUnique",
+        "between": "ExpectColumnValuesToBeBetween",
+    }.get(check.kind, check.kind)
+    values = f", value_set={list(check.values)!r}" if check.kind == "in_set" else ""
+    bounds = (
+        f", min_value='{spec.start.isoformat()}', max_value='{spec.end.isoformat()}', strict_max=True"
+        if check.kind == "between"
+        else ""
+    )
+    return (
+        f"-- {check.name}: {name}(column={check.column!r}{values}{bounds}) on "
+        f"{spec.schema_name}.{spec.table} WHERE {where}"
+    )
+
+
 def _expectation(gx: Any, check: CheckSpec, spec: SuiteSpec, row_condition: Any) -> Any:
     meta = {"attestly_check": check.name}
     e = gx.expectations
@@ -298,4 +325,5 @@ def run_quality(
         skipped=dict(spec.skipped),
         gx_version=str(gx.__version__),
         seconds=time.perf_counter() - t0,
+        queries=tuple(describe_check(c, spec) for c in spec.checks),
     )

@@ -8,6 +8,8 @@ records, the evidence objects, the policy and the Airflow base URL: no clock, no
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -117,7 +119,84 @@ def _evidence_row(ctx: BuildContext, rec: EvidenceRecord) -> dict[str, Any]:
         "dag_id": clean_text(dag_id, limit=200) if dag_id else None,
         "run_id": clean_text(run_id, limit=250) if run_id else None,
         "run_url": run_url(ctx.airflow_base_url, dag_id, run_id),
+        "observed_at": clean_text(rec.observed_at, limit=40) if rec.observed_at else None,
+        "population": _clean_population(rec.population),
+        "method": _clean_method(rec.method),
+        "policy": rec.policy if rec.policy and re.fullmatch(r"[0-9a-f]{64}", rec.policy) else None,
     }
+
+
+def _clean_population(p: Any) -> dict[str, Any] | None:
+    if not isinstance(p, dict):
+        return None
+    size = p.get("size")
+    return {
+        "what": clean_text(p.get("what"), limit=300),
+        "how": clean_text(p.get("how"), limit=600),
+        "size": int(size) if isinstance(size, int) else None,
+    }
+
+
+def _clean_method(m: Any) -> dict[str, Any] | None:
+    if not isinstance(m, dict):
+        return None
+    params = m.get("parameters") if isinstance(m.get("parameters"), dict) else {}
+    return {
+        "collector": clean_text(m.get("collector"), limit=100),
+        "version": clean_text(m.get("version"), limit=60),
+        "tool": clean_text(m.get("tool"), limit=100) if m.get("tool") else None,
+        "parameters": clean_text(json.dumps(params, sort_keys=True, default=str), limit=600),
+    }
+
+
+def provenance(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per collector, how its items in the report were produced: when they were observed (first, last),
+    what was enumerated and how, the population sizes, the collector versions and thresholds, and the
+    policy bundles in force (the item-level values are in each evidence row)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in evidence:
+        g = out.setdefault(
+            e["collector"],
+            {"collector": e["collector"], "items": 0, "observed": [], "populations": {}, "sizes": [],
+             "methods": set(), "policies": set()},
+        )  # fmt: skip
+        g["items"] += 1
+        if e.get("observed_at"):
+            g["observed"].append(e["observed_at"])
+        p = e.get("population")
+        if p:
+            g["populations"].setdefault((p["what"].split(" (", 1)[0], p["how"]), 0)
+            g["populations"][(p["what"].split(" (", 1)[0], p["how"])] += 1
+            if p.get("size") is not None:
+                g["sizes"].append(p["size"])
+        m = e.get("method")
+        if m:
+            g["methods"].add((m["version"], m.get("tool") or "", m["parameters"]))
+        if e.get("policy"):
+            g["policies"].add(e["policy"])
+    rows = []
+    for c in sorted(out):
+        g = out[c]
+        rows.append(
+            {
+                "collector": c,
+                "items": g["items"],
+                "observed_first": min(g["observed"]) if g["observed"] else None,
+                "observed_last": max(g["observed"]) if g["observed"] else None,
+                "without_provenance": g["items"] - len(g["observed"]),
+                "populations": [
+                    {"what": w, "how": h, "items": n} for (w, h), n in sorted(g["populations"].items())
+                ],
+                "population_total": sum(g["sizes"]),
+                "population_min": min(g["sizes"]) if g["sizes"] else None,
+                "population_max": max(g["sizes"]) if g["sizes"] else None,
+                "methods": [
+                    {"version": v, "tool": t or None, "parameters": p} for v, t, p in sorted(g["methods"])
+                ],
+                "policies": sorted(g["policies"]),
+            }
+        )
+    return rows
 
 
 def _exceptions(ctx: BuildContext, a: Assessment) -> list[dict[str, Any]]:
@@ -446,6 +525,8 @@ def build_control_report(
         ],
         "activity": _activity(ctx, a, rows),
         "evidence": rows,
+        "provenance": provenance(rows),
+        "policies": sorted({e["policy"] for e in rows if e.get("policy")}),
         "digests": [ctx.reader.digest_info(d) for d in covering],
         "unsealed_entries": ctx.snapshot.unsealed([*seqs, *a.run_seqs()]),
         "as_of_ledger_seq": max([*seqs, *a.run_seqs()], default=0),

@@ -6,12 +6,19 @@ Files of a bundle (paths inside the packet)::
     index.json                                   the same as data (always)
     controls/<slug>.html | .pdf | .json          one report per control (formats as requested)
     evidence-manifest.json, evidence-manifest.csv   every evidence object the reports use
-    digests/<first>-<last>.json, digests.json     the signed digests covering that evidence
+    objects/sha256/<hex>.json                    those evidence objects themselves (as stored)
+    policy/sha256/<hex>.json                     the policy bundle(s) in force, named by the items
+    digests/<first>-<last>.json, digests.json     the signed digests covering that evidence and policy
     public-key.pem                               the key the digests are signed with
     oscal/assessment-results.json                OSCAL 1.1.3 assessment results
     VERIFY.md                                    how to verify, and the specification of every format
     verify.mjs                                   the independent verifier (Node.js, standard library only)
     SHA256SUMS                                   SHA-256 of every other file
+    SHA256SUMS.sig                               the signing key's signature over SHA256SUMS (JSON)
+
+The packet cannot hold the digest that seals its own ``report`` ledger entry (that entry records the
+packet's SHA-256, so it is written after the packet): the ``control_reports`` run seals it right after
+storing the reports and the e-mail names that digest; ``attestly verify`` over the bucket checks it.
 
 Every file is a deterministic function of the ledger, the evidence objects, the policy, the bucket
 name, the public key and the Airflow base URL: no generation time is inside any of them, so a past
@@ -43,9 +50,12 @@ if TYPE_CHECKING:
     from attestly.ledger import Ledger
     from attestly.policy import Policy
     from attestly.reports.source import ObjectReader, Snapshot
+    from attestly.signing import Signer
     from attestly.store import EvidenceStore
 
 FORMATS: tuple[str, ...] = ("html", "pdf", "json")
+SIGNATURE_FILE = "SHA256SUMS.sig"
+SIGNATURE_SCHEMA = "attestly.sha256sums-signature/v1"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -107,12 +117,20 @@ class Bundle:
     files: dict[str, bytes]
     index: dict[str, Any]
     reports: list[dict[str, Any]] = field(default_factory=list)
+    #: Packet-only files: the evidence objects and policy bundles, by path (``objects/sha256/…``,
+    #: ``policy/sha256/…``). In the packet and in SHA256SUMS, but not stored again one by one (the bucket
+    #: holds them at those keys already) nor listed in the ``report`` ledger entry.
+    objects: dict[str, bytes] = field(default_factory=dict)
     _packet: bytes | None = field(default=None, repr=False)
 
     @property
     def rendition(self) -> str:
-        """SHA-256 over the sorted (path, SHA-256) pairs of the files: names this exact content."""
-        listing = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(self.files.items())}
+        """SHA-256 over the sorted (path, SHA-256) pairs of the files: names this exact content.
+        ``SHA256SUMS.sig`` is left out: it attests ``SHA256SUMS`` (which is in), and an ECDSA (KMS)
+        signature differs at every signing."""
+        listing = {
+            p: hashlib.sha256(b).hexdigest() for p, b in sorted(self.files.items()) if p != SIGNATURE_FILE
+        }
         return hashlib.sha256(canonical_json_v1(listing)).hexdigest()
 
     @property
@@ -133,8 +151,16 @@ class Bundle:
         return {str(c["id"]): str(c["status"]) for c in self.index["controls"]}
 
     @classmethod
-    def from_files(cls, *, framework: str, period: Period, bucket: str, files: dict[str, bytes]) -> Bundle:
-        """A bundle read back from its files (``index.json`` must be among them)."""
+    def from_files(
+        cls,
+        *,
+        framework: str,
+        period: Period,
+        bucket: str,
+        files: dict[str, bytes],
+        objects: dict[str, bytes] | None = None,
+    ) -> Bundle:
+        """A bundle read back from its files (``index.json`` must be among them) and packet-only objects."""
         import json
 
         if "index.json" not in files:
@@ -145,7 +171,17 @@ class Bundle:
             bucket=bucket,
             files=dict(sorted(files.items())),
             index=json.loads(files["index.json"]),
+            objects=dict(sorted((objects or {}).items())),
         )
+
+    def packet_only_paths(self) -> dict[str, str]:
+        """The packet-only paths SHA256SUMS lists (path -> hex SHA-256): what ``objects`` must hold."""
+        out: dict[str, str] = {}
+        for line in self.files.get("SHA256SUMS", b"").decode().splitlines():
+            digest, _, path = line.partition("  ")
+            if path not in self.files:
+                out[path] = digest
+        return out
 
     def packet_zip(self) -> bytes:
         """The auditor packet: every file under ``<packet name without .zip>/``; deterministic bytes."""
@@ -153,13 +189,14 @@ class Bundle:
             root = self.packet_name.removesuffix(".zip")
             stamp = (self.period.end.year, self.period.end.month, self.period.end.day, 0, 0, 0)
             buf = io.BytesIO()
+            everything = {**self.objects, **self.files}
             with zipfile.ZipFile(buf, "w") as zf:
-                for path in sorted(self.files):
+                for path in sorted(everything):
                     info = zipfile.ZipInfo(f"{root}/{path}", date_time=stamp)
                     info.compress_type = zipfile.ZIP_DEFLATED
                     info.create_system = 3
                     info.external_attr = 0o644 << 16
-                    zf.writestr(info, self.files[path], compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+                    zf.writestr(info, everything[path], compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
             self._packet = buf.getvalue()
         return self._packet
 
@@ -179,6 +216,7 @@ class Bundle:
                 p: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
                 for p, b in sorted(self.files.items())
             },
+            "packet_objects": len(self.objects),
             "status_counts": dict(self.index["status_counts"]),
             "statuses": self.statuses,
         }
@@ -186,7 +224,7 @@ class Bundle:
     def write(self, out: Path) -> Path:
         """Write the files and the packet under ``out/<framework>/<period>/``; returns that directory."""
         target = out / self.framework / self.period.label
-        for path, body in self.files.items():
+        for path, body in {**self.objects, **self.files}.items():
             dest = target / path
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(body)
@@ -238,8 +276,10 @@ def render_bundle(
     public_key_pem: bytes,
     airflow_base_url: str | None,
     assessments: dict[str, Assessment] | None = None,
+    signer: Signer | None = None,
 ) -> Bundle:
-    """Render one framework's reports, index and packet files from a snapshot (see module docstring)."""
+    """Render one framework's reports, index and packet files from a snapshot (see module docstring).
+    With ``signer`` (whose public key must be ``public_key_pem``) the packet holds ``SHA256SUMS.sig``."""
     from attestly.signing import fingerprint
 
     if not _BUCKET.match(bucket):
@@ -297,7 +337,16 @@ def render_bundle(
     manifest, manifest_csv = _manifest(reports)
     files["evidence-manifest.json"] = json_bytes(manifest)
     files["evidence-manifest.csv"] = manifest_csv
-    covering = sorted({d["key"] for r in reports for d in r["digests"]})
+    # The objects themselves: every evidence object the manifest lists, and the policy bundles the items
+    # name (with the digests sealing those policies' ledger entries).
+    objects = reader.objects(manifest)
+    named = sorted({e["policy"] for r in reports for e in r["evidence"] if e.get("policy")})
+    policies = [snapshot.policies[p] for p in named if p in snapshot.policies]
+    objects.update(reader.objects(policies))
+    covering = sorted(
+        {d["key"] for r in reports for d in r["digests"]}
+        | {d.key for d in snapshot.digests_covering(p["seq"] for p in policies)}
+    )
     rows = {d.key: d for d in snapshot.digests}
     for key in covering:
         files[f"digests/{key.rsplit('/', 1)[-1]}"] = reader.digest(rows[key])
@@ -308,8 +357,11 @@ def render_bundle(
     )
     files["VERIFY.md"] = render_template("VERIFY.md.j2", ix=index, bucket_arg=bucket).encode()
     files["verify.mjs"] = (Path(__file__).resolve().parent.parent / "verify.mjs").read_bytes()
-    sums = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
+    everything = {**objects, **files}
+    sums = "".join(f"{hashlib.sha256(everything[p]).hexdigest()}  {p}\n" for p in sorted(everything))
     files["SHA256SUMS"] = sums.encode()
+    if signer is not None:
+        files[SIGNATURE_FILE] = sign_sums(files["SHA256SUMS"], signer=signer, public_key_pem=public_key_pem)
     return Bundle(
         framework=request.framework,
         period=request.period,
@@ -317,7 +369,28 @@ def render_bundle(
         files=dict(sorted(files.items())),
         index=index,
         reports=reports,
+        objects=dict(sorted(objects.items())),
     )
+
+
+def sign_sums(sums: bytes, *, signer: Signer, public_key_pem: bytes) -> bytes:
+    """``SHA256SUMS.sig``: JSON ``{schema, signed: "SHA256SUMS", algorithm, public_key_fingerprint,
+    signature}`` — ``signature`` is base64 of the signer's signature over the exact bytes of SHA256SUMS
+    (Ed25519, or ECDSA P-256 SHA-256 DER from KMS)."""
+    import base64
+
+    from attestly.signing import fingerprint
+
+    if fingerprint(signer.public_key_pem()) != fingerprint(public_key_pem):
+        raise ReportInputError("the signing key is not the public key given for the packet")
+    body = {
+        "schema": SIGNATURE_SCHEMA,
+        "signed": "SHA256SUMS",
+        "algorithm": signer.algorithm,
+        "public_key_fingerprint": fingerprint(public_key_pem),
+        "signature": base64.b64encode(signer.sign(sums)).decode("ascii"),
+    }
+    return json_bytes(body)
 
 
 def render_reports(
@@ -328,6 +401,7 @@ def render_reports(
     public_key_pem: bytes,
     airflow_base_url: str | None,
     policy: Policy | None = None,
+    signer: Signer | None = None,
 ) -> list[Bundle]:
     """Render every request (one ledger snapshot per distinct period; objects read once)."""
     from attestly.policy import load_policy
@@ -355,6 +429,7 @@ def render_reports(
                 public_key_pem=public_key_pem,
                 airflow_base_url=airflow_base_url,
                 assessments=assessments,
+                signer=signer,
             )
         )
     return bundles

@@ -151,13 +151,22 @@ def _render(
     from attestly.store import EvidenceStore, StoreError
 
     _stack_env()
-    if public_pem is None:
-        try:
-            public_pem = signer_from_connection().public_key_pem()
-        except Exception as exc:
+    from attestly.signing import Signer, fingerprint
+
+    signer: Signer | None
+    try:
+        signer = signer_from_connection()
+        signer_pem = signer.public_key_pem()
+    except Exception as exc:
+        if public_pem is None:
             from attestly.reports.model import ReportInputError
 
             raise ReportInputError(f"--public-key FILE is required here ({exc})") from exc
+        signer = None  # no signing key here: the packet goes without SHA256SUMS.sig
+    if public_pem is None:
+        public_pem = signer_pem
+    elif signer is not None and fingerprint(signer_pem) != fingerprint(public_pem):
+        signer = None  # the key given is not the signing key: nothing to sign SHA256SUMS with
     store = EvidenceStore.from_connection(bucket=args.bucket)
     started = datetime.now(UTC)
     try:
@@ -175,6 +184,7 @@ def _render(
             public_key_pem=public_pem,
             airflow_base_url=airflow_base_url(),
             policy=policy,
+            signer=signer,
         )
         for b in bundles:
             target = b.write(args.out)

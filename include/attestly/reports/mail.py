@@ -120,8 +120,11 @@ def compose_html(
     attach_limit_mb: float,
     run_url: str | None,
     sent_at: datetime,
+    seal: Mapping[str, Any] | None = None,
 ) -> str:
-    """The summary body. ``files``: ``{name, size, attached, key}``; only whitelisted fields are shown."""
+    """The summary body. ``files``: ``{name, size, attached, key}``; only whitelisted fields are shown.
+    ``seal`` (optional): ``{packet_sha256, ledger_seq, digest}`` — the packet's hash, the ledger entry
+    recording the reports and the digest sealing it (the follow-up to the packet, which cannot hold it)."""
     from attestly.reports.render import render_template
 
     return render_template(
@@ -142,6 +145,7 @@ def compose_html(
         bucket=bucket,
         prefix=f"s3://{bucket}/{prefix}",
         run_url=run_url,
+        seal=seal or {},
         sent_at=sent_at.strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -208,6 +212,11 @@ def deliver(
         attach_limit_mb=settings.attach_limit_mb,
         run_url=run_url,
         sent_at=sent_at,
+        seal={
+            "packet_sha256": stored["packet"]["sha256"],
+            "ledger_seq": stored.get("ledger_seq"),
+            "digest": stored.get("report_digest"),
+        },
     )
     mid = send_email(
         to=recipients,

@@ -200,6 +200,13 @@ class EvidenceRecord:
     airflow: Mapping[str, Any] | None
     #: Manual statements: title, attested_by, attested_at, recorded_by, attachments [{name, sha256, ...}].
     manual: Mapping[str, Any] | None = None
+    #: v2 provenance from the ledger summary (None for items recorded without it): when the source was
+    #: observed, what was enumerated ({what, how, size}), how ({collector, version, parameters, tool}),
+    #: and the SHA-256 of the policy bundle in force.
+    observed_at: str | None = None
+    population: Mapping[str, Any] | None = None
+    method: Mapping[str, Any] | None = None
+    policy: str | None = None
 
     @classmethod
     def from_body(cls, *, seq: int, recorded_at: datetime, body: Mapping[str, Any]) -> EvidenceRecord:
@@ -220,6 +227,10 @@ class EvidenceRecord:
             finding_counts={str(k): int(v) for k, v in sorted((body.get("findings") or {}).items())},
             airflow=dict(airflow) if isinstance(airflow, Mapping) else None,
             manual=_manual_of(body),
+            observed_at=str(body["observed_at"]) if body.get("observed_at") else None,
+            population=dict(body["population"]) if isinstance(body.get("population"), Mapping) else None,
+            method=dict(body["method"]) if isinstance(body.get("method"), Mapping) else None,
+            policy=str(body["policy"]) if body.get("policy") else None,
         )
 
     def last_day(self) -> date:

@@ -43,6 +43,31 @@ def _prop(name: str, value: object) -> dict[str, str]:
     return {"name": name, "ns": NS, "value": str(value)}
 
 
+def _collected(report: dict[str, Any], fallback: str) -> str:
+    """When the observation's evidence was really collected: the latest ``observed_at`` of its items
+    (the end of the period only for items recorded before observation times existed)."""
+    times = [str(e["observed_at"]) for e in report["evidence"] if e.get("observed_at")]
+    return max(times).replace("Z", "+00:00") if times else fallback
+
+
+def _provenance_props(report: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    times = sorted(str(e["observed_at"]) for e in report["evidence"] if e.get("observed_at"))
+    if times:
+        out.append(_prop("observed-first", times[0]))
+        out.append(_prop("observed-last", times[-1]))
+    sizes = [
+        e["population"]["size"]
+        for e in report["evidence"]
+        if (e.get("population") or {}).get("size") is not None
+    ]
+    if sizes:
+        out.append(_prop("population-examined", sum(sizes)))
+    for sha in report.get("policies") or []:
+        out.append(_prop("policy-sha256", sha))
+    return out
+
+
 def assessment_results(
     *, index: dict[str, Any], reports: Sequence[dict[str, Any]], bucket: str
 ) -> dict[str, Any]:
@@ -89,11 +114,12 @@ def assessment_results(
                     _prop("attestly-control-id", c["id"]),
                     _prop("attestly-status", r["status"]),
                     *(_prop(f"{k.replace('_', '-')}-days", v) for k, v in sorted(counts.items())),
+                    *_provenance_props(r),
                 ],
                 "methods": ["TEST"],
                 "types": ["control-objective"],
                 "relevant-evidence": evidence_links,
-                "collected": end,
+                "collected": _collected(r, end),
             }
         )
         status = r["status"]

@@ -64,6 +64,8 @@ class Snapshot:
     period: Period
     index: EvidenceIndex
     digests: list[DigestRow] = field(default_factory=list)
+    #: Every policy bundle ledgered (kind ``policy``), by SHA-256: ``{key, version_id, sha256, seq}``.
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def digests_covering(self, seqs: Iterable[int]) -> list[DigestRow]:
         wanted = set(seqs)
@@ -104,7 +106,16 @@ def load_snapshot(*, ledger: Ledger, period: Period, cadences: Mapping[str, str]
         )
         for r in ledger.digests()
     ]
-    return Snapshot(period=period, index=index, digests=digests)
+    policies = {
+        str(e.body["sha256"]): {
+            "key": str(e.body["key"]),
+            "version_id": str(e.body.get("version_id") or ""),
+            "sha256": str(e.body["sha256"]),
+            "seq": e.seq,
+        }
+        for e in ledger.entries(kind="policy")
+    }
+    return Snapshot(period=period, index=index, digests=digests, policies=policies)
 
 
 class ObjectReader:
@@ -115,6 +126,7 @@ class ObjectReader:
         self.concurrency = concurrency
         self._findings: dict[int, list[FindingRow]] = {}
         self._digests: dict[str, bytes] = {}
+        self._raw: dict[str, bytes] = {}  # checked object bytes by SHA-256 (for the packet)
 
     def findings(self, records: Sequence[EvidenceRecord]) -> dict[int, list[FindingRow]]:
         """Whitelisted findings of each record's object, by ledger seq."""
@@ -141,6 +153,7 @@ class ObjectReader:
                     "stored object does not match its ledgered SHA-256; run attestly verify",
                 )
             ]
+        self._raw[rec.sha256] = raw
         try:
             item = parse_item(raw)
         except EvidenceError as exc:
@@ -156,6 +169,26 @@ class ObjectReader:
                     )
                 )
         return rows
+
+    def objects(self, refs: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+        """The bytes of each object ``{key, version_id, sha256}`` that can be read and matches its SHA-256,
+        by key (read concurrently; what ``findings`` already read is not read again). An object that is
+        missing or altered is left out: the packet's verifier then names it, as ``attestly verify`` does."""
+
+        def read(ref: Mapping[str, Any]) -> tuple[str, bytes | None]:
+            sha = str(ref["sha256"])
+            raw = self._raw.get(sha)
+            if raw is None:
+                try:
+                    raw = self.store.get_bytes(str(ref["key"]), str(ref.get("version_id") or "") or None)
+                except Exception:  # botocore ClientError and friends: left out, the verifier reports it
+                    return str(ref["key"]), None
+                if sha256_hex(raw) != sha:
+                    return str(ref["key"]), None
+            return str(ref["key"]), raw
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return {key: raw for key, raw in pool.map(read, refs) if raw is not None}
 
     def digest(self, row: DigestRow) -> bytes:
         """The digest object's bytes (checked against the ledgered SHA-256)."""

@@ -15,10 +15,11 @@ backfill), nothing is claimed about the past — :func:`backfill_item` records t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from attestly.evidence import AirflowContext, EvidenceItem, Finding, derive_result
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, Method, Population, derive_result
 from attestly.scanners.model import SourceFinding
 
 CURRENT_STATE_GRACE = timedelta(days=1)
@@ -63,9 +64,13 @@ def to_items(
     today: date,
     airflow: AirflowContext | None = None,
     extra_data: dict[str, Any] | None = None,
+    observed_at: datetime | None = None,
+    method: Method | None = None,
 ) -> list[EvidenceItem]:
     """The evidence items of ``findings``; checks that map to no control of the policy give none (they
-    stay in the stored raw output). ``today`` is the trusted date acceptances expire against."""
+    stay in the stored raw output). ``today`` is the trusted date acceptances expire against.
+    ``observed_at`` and ``method`` (how the source was read) go into every item; each item's population
+    is the source's findings of its check in its account and region."""
     groups: dict[tuple[str, str, str], list[SourceFinding]] = {}
     for f in findings:
         groups.setdefault((f.collector, f.account, f.region), []).append(f)
@@ -99,6 +104,14 @@ def to_items(
                     **(extra_data or {}),
                 },
                 airflow=airflow,
+                observed_at=observed_at,
+                method=replace(method, collector=collector) if method is not None else Method(collector),
+                population=Population(
+                    what=f"{group[0].source} findings of check {group[0].check} (account {account}, "
+                    f"region {region})",
+                    how=f"the {group[0].source} output of the scan, grouped by check, account and region",
+                    size=len(group),
+                ),
             )
         )
     return items
@@ -116,6 +129,7 @@ def backfill_item(
     period_start: datetime,
     period_end: datetime,
     airflow: AirflowContext | None,
+    observed_at: datetime | None = None,
 ) -> EvidenceItem:
     """What a scanner records for a past interval: ``not_applicable`` — present state is not evidence of
     the past, and the scanner is not run."""
@@ -134,4 +148,11 @@ def backfill_item(
             )
         },
         airflow=airflow,
+        observed_at=observed_at,
+        method=Method(collector),
+        population=Population(
+            what=f"{collector} findings (account {account})",
+            how="not enumerated: a backfilled interval; the scanner is not run",
+            size=0,
+        ),
     )

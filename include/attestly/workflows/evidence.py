@@ -77,7 +77,7 @@ def population_item(
     from datetime import timedelta
 
     from attestly.collectors.aws.population import COLLECTOR
-    from attestly.evidence import EvidenceItem, Finding, derive_result
+    from attestly.evidence import EvidenceItem, Finding, Method, Population, derive_result
 
     doc = population.to_dict()
     findings = [
@@ -116,6 +116,25 @@ def population_item(
         findings=tuple(findings),
         data=doc,
         airflow=airflow_context(context),
+        observed_at=observed_at,
+        method=Method(
+            collector=COLLECTOR,
+            parameters={
+                "accounts_listed": len(policy.aws.accounts),
+                "organization": policy.aws.organization is not None,
+            },
+        ),
+        population=Population(
+            what="AWS accounts under assessment and their regions",
+            how=(
+                "aws.yaml accounts; AWS Organizations ListAccounts / ListRoots / "
+                "ListOrganizationalUnitsForParent / ListAccountsForParent (ACTIVE accounts, include_ous, "
+                "minus exclude_accounts); regions all_enabled by ec2:DescribeRegions in each account"
+            )
+            if result != "not_applicable"
+            else "not enumerated for a backfilled interval (today's population is not the past one)",
+            size=len(population.accounts) if result != "not_applicable" else 0,
+        ),
     )
 
 

@@ -4,6 +4,7 @@ evidence first, then alert the control owners and fail when a check failed."""
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from typing import Any
 
 from attestly.workflows.common import airflow_context, interval, task_summary
@@ -21,9 +22,12 @@ def validate(context: Any) -> dict[str, Any]:
 
     start, end = interval(context)
     policy = load_policy()
+    observed_at = datetime.now(UTC)  # provenance only: the observation hash leaves it out
     result = run_quality(start=start, end=end, policy=policy)
     item = result.to_evidence(
-        controls=policy.controls_for_collector(COLLECTOR), airflow=airflow_context(context)
+        controls=policy.controls_for_collector(COLLECTOR),
+        airflow=airflow_context(context),
+        observed_at=observed_at,
     )
     with Ledger.connect() as ledger:
         recorded = record_evidence(item, store=EvidenceStore.from_connection(), ledger=ledger)

@@ -161,13 +161,15 @@ def _render(job: Mapping[str, Any]) -> Any:
     from attestly.store import EvidenceStore
 
     store = EvidenceStore.from_connection()
+    signer = signer_from_connection()
     with Ledger.connect() as ledger:
         (bundle,) = render_reports(
             requests=[_request(job)],
             ledger=ledger,
             store=store,
-            public_key_pem=signer_from_connection().public_key_pem(),
+            public_key_pem=signer.public_key_pem(),
             airflow_base_url=airflow_base_url(),
+            signer=signer,  # SHA256SUMS.sig in the packet
         )
     return bundle
 
@@ -192,7 +194,7 @@ def render(job: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Render one framework's bundle; returns ``{job, rendition, files{path: {sha256, size}}, ...}``."""
     bundle = _render(job)
     target = workdir(context, job, bundle.rendition_id)
-    for path, body in bundle.files.items():
+    for path, body in {**bundle.objects, **bundle.files}.items():
         dest = target / path
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(body)
@@ -231,11 +233,20 @@ def store(rendered: Mapping[str, Any], context: Any) -> dict[str, Any]:
             break
         files[path] = body
     st = EvidenceStore.from_connection()
+    bundle = None
     if files and set(files) == set(rendered["files"]):
         bundle = Bundle.from_files(
             framework=request.framework, period=request.period, bucket=st.bucket, files=files
         )
-    else:
+        # The packet-only objects (evidence objects, policy bundles) SHA256SUMS lists, from the work copy.
+        for path, digest in bundle.packet_only_paths().items():
+            f = target / path
+            body = f.read_bytes() if f.is_file() else b""
+            if hashlib.sha256(body).hexdigest() != digest:
+                bundle = None
+                break
+            bundle.objects[path] = body
+    if bundle is None:
         log.info("work directory %s not available here: rendering again", target)
         bundle = _render(job)
     if bundle.rendition != rendition:
@@ -245,6 +256,9 @@ def store(rendered: Mapping[str, Any], context: Any) -> dict[str, Any]:
         )
     with Ledger.connect() as ledger:
         stored = publish(bundle, store=st, ledger=ledger, airflow=airflow_context(context).to_dict())
+        # The packet cannot hold the digest that seals its own ledger entry (that entry records the
+        # packet's hash): seal now, so the e-mail — the follow-up — names the digest.
+        stored["report_digest"] = _seal_report(ledger, st, int(stored["ledger_seq"]))
     shutil.rmtree(target, ignore_errors=True)  # stored and ledgered: the work copy is no longer needed
     log.info(
         "stored %s under s3://%s/%s (%d new objects, ledger entry %d%s)",
@@ -256,6 +270,23 @@ def store(rendered: Mapping[str, Any], context: Any) -> dict[str, Any]:
         "" if stored["created"] else ", already there",
     )
     return {"job": dict(job), "bucket": st.bucket, **stored}
+
+
+def _seal_report(ledger: Any, st: Any, seq: int) -> str | None:
+    """The key of the digest sealing ledger entry ``seq`` (sealing the ledger now if it is not yet)."""
+    from attestly.signing import signer_from_connection
+
+    def covering() -> str | None:
+        return next(
+            (str(d["key"]) for d in ledger.digests() if int(d["first_seq"]) <= seq <= int(d["last_seq"])),
+            None,
+        )
+
+    found = covering()
+    if found is None:
+        ledger.seal(store=st, signer=signer_from_connection())
+        found = covering()
+    return found
 
 
 def email(stored: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -87,10 +87,13 @@ def _scan_item(
     start: datetime,
     end: datetime,
     context: Any,
+    observed_at: datetime,
+    method: Any,
+    checks: int,
 ) -> Any:
     """The record of one account's scan (or of its failure), for the controls the scanned checks serve;
     None when they serve none of the policy's (the raw output is still stored and ledgered)."""
-    from attestly.evidence import EvidenceItem, Finding
+    from attestly.evidence import EvidenceItem, Finding, Population
 
     controls = prowler_scope_controls(policy)
     if not controls:
@@ -106,6 +109,15 @@ def _scan_item(
         findings=(Finding(resource=f"account:{account}", status=result, detail=detail[:500]),),  # type: ignore[arg-type]
         data=data,
         airflow=airflow_context(context),
+        observed_at=observed_at,
+        method=method,
+        population=Population(
+            what=f"Prowler checks run in account {account}",
+            how="prowler aws (the checks of the policy's scope) through the account's audit role"
+            if result != "error"
+            else "not enumerated: the scan failed",
+            size=checks,
+        ),
     )
 
 
@@ -114,6 +126,7 @@ def scan_prowler(group: dict[str, Any], context: Any) -> dict[str, Any]:
     the account's audit role; its raw output stored and ledgered, its findings recorded as evidence. An
     account that cannot be scanned records an ``error`` and fails this task after the others ran."""
     from attestly.collectors.aws._session import assume_role_session
+    from attestly.evidence import Method
     from attestly.policy import load_policy
     from attestly.scanners.normalize import backfill_item, is_backfill, to_items
     from attestly.scanners.ocsf import parse_ocsf
@@ -140,7 +153,8 @@ def scan_prowler(group: dict[str, Any], context: Any) -> dict[str, Any]:
             if is_backfill(observed_at=observed_at, period_end=end):
                 if prowler_scope_controls(policy):
                     item = backfill_item("prowler.scan", controls=prowler_scope_controls(policy), account=acct.id,
-                                         period_start=start, period_end=end, airflow=airflow_context(context))  # fmt: skip
+                                         period_start=start, period_end=end, airflow=airflow_context(context),
+                                         observed_at=observed_at)  # fmt: skip
                     recorded.append(recorder(item))
                 continue
             try:
@@ -169,10 +183,14 @@ def scan_prowler(group: dict[str, Any], context: Any) -> dict[str, Any]:
             except Exception as exc:  # recorded as an error item for exactly this account
                 errors.append(f"{acct.id}: {exc}")
                 item = _scan_item(policy, account=acct.id, result="error", detail=str(exc), data={"error": str(exc)[:1000]},
-                                  start=start, end=end, context=context)  # fmt: skip
+                                  start=start, end=end, context=context, observed_at=observed_at,
+                                  method=Method("prowler.scan"), checks=0)  # fmt: skip
                 if item is not None:
                     recorded.append(recorder(item))
                 continue
+            prowler_method = Method("prowler.scan", operations={" ".join(map(str, scan.command)): 1},
+                                    tool=f"prowler {prowler_version}",
+                                    parameters={"regions": list(acct.regions)})  # fmt: skip
             raw = store_raw(recorder, source="prowler", account=acct.id, raw=scan.raw, period_end=end,
                             meta={"prowler_version": prowler_version, "exit_code": scan.exit_code})  # fmt: skip
             items = to_items(
@@ -184,6 +202,8 @@ def scan_prowler(group: dict[str, Any], context: Any) -> dict[str, Any]:
                 today=observed_at.date(),
                 airflow=airflow_context(context),
                 extra_data={"scanner": f"prowler {prowler_version}"},
+                observed_at=observed_at,
+                method=prowler_method,
             )
             counts: dict[str, int] = {}
             for f in findings:
@@ -196,7 +216,8 @@ def scan_prowler(group: dict[str, Any], context: Any) -> dict[str, Any]:
                 data={"prowler_version": prowler_version, "command": scan.command, "exit_code": scan.exit_code,
                       "regions": list(acct.regions), "counts": dict(sorted(counts.items())), "raw": raw,
                       "checks": len({f.check for f in findings}), "items": len(items)},
-                start=start, end=end, context=context,
+                start=start, end=end, context=context, observed_at=observed_at, method=prowler_method,
+                checks=len({f.check for f in findings}),
             )  # fmt: skip
             recorded += [recorder(i) for i in [*items, summary] if i is not None]
     finally:
@@ -227,9 +248,16 @@ def collect_security_hub(groups: list[dict[str, Any]], context: Any) -> dict[str
         aws_conn_id="aws_default", role_arn=str(cfg.aggregator_role_arn), session_name="attestly-securityhub",
         region_name=str(cfg.aggregator_region), endpoint_url=cfg.endpoint_url or None,
     )  # fmt: skip
-    raw = get_findings(
-        session, region=str(cfg.aggregator_region), accounts={a.id for a in population.accounts}
-    )
+    from attestly.collectors.aws._calls import WatchedSession, recording_calls
+    from attestly.evidence import Method
+    from attestly.scanners.asff import FILTERS
+
+    with recording_calls() as calls:
+        raw = get_findings(
+            WatchedSession(session),
+            region=str(cfg.aggregator_region),
+            accounts={a.id for a in population.accounts},
+        )
     findings = parse_asff(raw)
     recorder = _Recorder()
     try:
@@ -240,7 +268,10 @@ def collect_security_hub(groups: list[dict[str, Any]], context: Any) -> dict[str
                   meta={"region": cfg.aggregator_region})  # fmt: skip
         items = to_items(findings, controls_of=lambda f: controls_for_source(f, policy), period_start=start,
                          period_end=end, accepted=policy.aws.accepted_risks, today=observed_at.date(),
-                         airflow=airflow_context(context))  # fmt: skip
+                         airflow=airflow_context(context), observed_at=observed_at,
+                         method=Method("securityhub", operations=dict(calls), tool="AWS Security Hub (ASFF)",
+                                       parameters={"Filters": FILTERS, "region": str(cfg.aggregator_region),
+                                                   "accounts": len(population.accounts)}))  # fmt: skip
         recorded = [recorder(i) for i in items]
     finally:
         recorder.close()
@@ -270,13 +301,17 @@ def security_hub_per_account(
     from attestly.scanners.normalize import to_items
 
     def read(account: Any, region: str, session: Any) -> list[Any]:
-        findings = [
-            f
-            for f in parse_asff(get_findings(session, region=region, accounts={account.id}))
-            if f.region == region
-        ]
+        from attestly.collectors.aws._calls import WatchedSession, recording_calls
+        from attestly.evidence import Method
+        from attestly.scanners.asff import FILTERS
+
+        with recording_calls() as calls:
+            raw = get_findings(WatchedSession(session), region=region, accounts={account.id})
+        findings = [f for f in parse_asff(raw) if f.region == region]
         return to_items(findings, controls_of=lambda f: controls_for_source(f, policy), period_start=start,
                         period_end=end, accepted=policy.aws.accepted_risks, today=observed_at.date(),
-                        airflow=airflow_context(context))  # fmt: skip
+                        airflow=airflow_context(context), observed_at=observed_at,
+                        method=Method("securityhub", operations=dict(calls), tool="AWS Security Hub (ASFF)",
+                                      parameters={"Filters": FILTERS, "region": region}))  # fmt: skip
 
     return read

@@ -35,7 +35,7 @@ from attestly.collectors.aws._common import (
     error_code,
     error_message,
 )
-from attestly.evidence import AirflowContext, EvidenceItem, Finding, derive_result
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, Method, Population, derive_result
 
 REGISTRY: dict[str, CollectorSpec] = {
     spec.id: spec for module in (iam, s3, kms, cloudtrail, ec2, rds, config) for spec in module.COLLECTORS
@@ -159,8 +159,30 @@ def run_collector(
     if api_region == GLOBAL_REGION:
         raise ValueError(f"collection target for {collector_id} has no api_region")
 
-    def item(result: Any, findings: Sequence[Finding], data: dict[str, Any]) -> EvidenceItem:
+    calls: dict[str, int] = {}
+    read: set[str] = set()
+    run_params: dict[str, Any] = {**params, OBSERVED_AT_PARAM: observed_at}
+    scope_text = f"account {account_id}" + ("" if region == GLOBAL_REGION else f", region {region}")
+
+    def item(
+        result: Any, findings: Sequence[Finding], data: dict[str, Any], *, enumerated: str | None = None
+    ) -> EvidenceItem:
+        from attestly.collectors.aws._common import param
+
+        used = {k: param(run_params, k) for k in sorted(read) if k != OBSERVED_AT_PARAM}
         return EvidenceItem(
+            observed_at=observed_at,
+            method=Method(
+                collector=spec.id,
+                operations=dict(calls),
+                parameters=used,
+                tool=f"boto3 {_boto3_version()}",
+            ),
+            population=Population(
+                what=f"{spec.population or spec.service + ' resources'} ({scope_text})",
+                how=enumerated or spec.enumerated_by or "the service's list/describe API",
+                size=len(findings) if enumerated is None else 0,
+            ),
             collector=spec.id,
             controls=tuple(controls),
             period_start=period_start,
@@ -179,7 +201,7 @@ def run_collector(
             f"current-state collector: run after the interval ended {_day(period_end)} (more than "
             f"{current_state_grace} later); present state is not evidence of the past"
         )
-        return item("not_applicable", (), {"reason": reason})
+        return item("not_applicable", (), {"reason": reason}, enumerated=f"not enumerated: {reason}")
 
     from attestly.collectors.aws._session import assume_role_session
 
@@ -196,8 +218,17 @@ def run_collector(
                 endpoint_url=target.get("endpoint_url") or None,
             )
         stage = "collect"
-        run_params = {**params, OBSERVED_AT_PARAM: observed_at}
-        findings, data = spec.func(session, region=api_region, account_id=account_id, params=run_params)
+        from attestly.collectors.aws._calls import ReadParams, WatchedSession, recording_calls
+
+        tracked = ReadParams(run_params)
+        try:
+            with recording_calls() as made:
+                findings, data = spec.func(
+                    WatchedSession(session), region=api_region, account_id=account_id, params=tracked
+                )
+        finally:
+            calls.update(made)
+            read.update(tracked.read)
     except Exception as exc:  # every failure becomes an error item; the DAG fails the run at the end
         code = error_code(exc)
         finding = Finding(
@@ -205,8 +236,22 @@ def run_collector(
             status="error",
             detail=f"{code}: {error_message(exc)}",
         )
-        return item("error", (finding,), {"error_code": code, "stage": stage})
+        return item(
+            "error",
+            (finding,),
+            {"error_code": code, "stage": stage},
+            enumerated=f"not enumerated: {stage} failed ({code})",
+        )
     return item(derive_result(findings, empty=spec.empty), findings, data)
+
+
+def _boto3_version() -> str:
+    try:
+        import boto3
+
+        return str(boto3.__version__)
+    except ImportError:  # pragma: no cover - boto3 is a runtime requirement
+        return "unknown"
 
 
 __all__ = [

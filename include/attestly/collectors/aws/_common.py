@@ -68,6 +68,9 @@ class CollectorSpec:
     ``scope`` ``"account"``: run once per account (IAM, S3 are global services), in the account's first
     region, recorded with region ``"global"``; ``"region"``: run per account x region.
     ``empty`` is the result when the collector examined nothing (no resources of that kind).
+    ``population`` says what the collector enumerates (one finding per member) and ``enumerated_by``
+    how: both go into the item's ``population`` (its size is the number of findings); the API operations
+    actually called are recorded in the item's ``method``.
     """
 
     id: str
@@ -76,6 +79,8 @@ class CollectorSpec:
     func: CollectorFunc
     empty: Result = "not_applicable"
     retroactive: bool = False
+    population: str = ""
+    enumerated_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from attestly.collectors.aws import REGISTRY, run_collector
 from attestly.collectors.aws._common import GLOBAL_REGION, error_code, error_message
 from attestly.collectors.aws.population import ALL_ENABLED, PopulationAccount
-from attestly.evidence import AirflowContext, EvidenceItem, Finding
+from attestly.evidence import AirflowContext, EvidenceItem, Finding, Method, Population
 
 if TYPE_CHECKING:
     from attestly.collectors.aws._session import EndpointSession
@@ -125,6 +125,7 @@ def _unreachable_items(
     controls_for: Callable[[str], Sequence[str]],
     period_start: datetime,
     period_end: datetime,
+    observed_at: datetime,
     airflow: AirflowContext | None,
 ) -> list[EvidenceItem]:
     """``error`` items for an account whose regions could not even be found (role not assumable)."""
@@ -150,6 +151,13 @@ def _unreachable_items(
                 ),
                 data={"error_code": str(account.access_error).split(":", 1)[0], "stage": "population"},
                 airflow=airflow,
+                observed_at=observed_at,
+                method=Method(collector=cid),
+                population=Population(
+                    what=f"{spec.population or spec.service + ' resources'} (account {account.id})",
+                    how="not enumerated: the account's audit role could not be assumed",
+                    size=0,
+                ),
             )
         )
     return out
@@ -184,7 +192,7 @@ def collect_accounts(
         if account.access_error and not account.regions:
             for item in _unreachable_items(
                 account, collectors, controls_for=controls_for, period_start=period_start,
-                period_end=period_end, airflow=airflow,
+                period_end=period_end, observed_at=observed_at, airflow=airflow,
             ):  # fmt: skip
                 results[(account.id, item.collector, item.scope["region"])] = record(item)
             continue
@@ -218,6 +226,13 @@ def collect_accounts(
                     ),
                     data={"error_code": error_code(exc)},
                     airflow=airflow,
+                    observed_at=observed_at,
+                    method=Method(collector=extra_name),
+                    population=Population(
+                        what=f"{extra_name} findings (account {unit.account.id}, region {unit.region})",
+                        how=f"not enumerated: {error_code(exc)}",
+                        size=0,
+                    ),
                 )
             ]
         return [((unit.account.id, i.collector, unit.region), record(i)) for i in items]

@@ -67,5 +67,12 @@ def multi_region_trail(
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("cloudtrail.multi_region_trail", "cloudtrail", "region", multi_region_trail),
+    CollectorSpec(
+        "cloudtrail.multi_region_trail",
+        "cloudtrail",
+        "region",
+        multi_region_trail,
+        population="CloudTrail trails visible in the region (shadow trails included)",
+        enumerated_by="cloudtrail:DescribeTrails(includeShadowTrails=true)",
+    ),
 )

@@ -47,4 +47,13 @@ def recorder(session: Session, *, region: str, account_id: str, params: Mapping[
     return findings, data
 
 
-COLLECTORS: tuple[CollectorSpec, ...] = (CollectorSpec("config.recorder", "config", "region", recorder),)
+COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "config.recorder",
+        "config",
+        "region",
+        recorder,
+        population="AWS Config configuration recorders in the region",
+        enumerated_by="config:DescribeConfigurationRecorders, config:DescribeConfigurationRecorderStatus",
+    ),
+)

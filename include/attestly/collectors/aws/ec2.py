@@ -74,5 +74,12 @@ def open_security_groups(
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("ec2.open_security_groups", "ec2", "region", open_security_groups),
+    CollectorSpec(
+        "ec2.open_security_groups",
+        "ec2",
+        "region",
+        open_security_groups,
+        population="EC2 security groups in the region",
+        enumerated_by="ec2:DescribeSecurityGroups (every page)",
+    ),
 )

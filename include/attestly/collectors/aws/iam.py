@@ -288,10 +288,52 @@ def admin_policies(
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("iam.mfa_console_users", "iam", "account", mfa_console_users),
-    CollectorSpec("iam.root_account", "iam", "account", root_account),
-    CollectorSpec("iam.access_key_age", "iam", "account", access_key_age),
-    CollectorSpec("iam.inactive_users", "iam", "account", inactive_users),
-    CollectorSpec("iam.password_policy", "iam", "account", password_policy),
-    CollectorSpec("iam.admin_policies", "iam", "account", admin_policies),
+    CollectorSpec(
+        "iam.mfa_console_users",
+        "iam",
+        "account",
+        mfa_console_users,
+        population="IAM users with console access (a login profile)",
+        enumerated_by="iam:ListUsers (every page), iam:GetLoginProfile per user",
+    ),
+    CollectorSpec(
+        "iam.root_account",
+        "iam",
+        "account",
+        root_account,
+        population="the account's root user",
+        enumerated_by="iam:GetAccountSummary",
+    ),
+    CollectorSpec(
+        "iam.access_key_age",
+        "iam",
+        "account",
+        access_key_age,
+        population="access keys of every IAM user",
+        enumerated_by="iam:ListUsers (every page), iam:ListAccessKeys per user",
+    ),
+    CollectorSpec(
+        "iam.inactive_users",
+        "iam",
+        "account",
+        inactive_users,
+        population="IAM users with a console password",
+        enumerated_by="iam:ListUsers (every page), iam:GetLoginProfile per user",
+    ),
+    CollectorSpec(
+        "iam.password_policy",
+        "iam",
+        "account",
+        password_policy,
+        population="the account password policy",
+        enumerated_by="iam:GetAccountPasswordPolicy",
+    ),
+    CollectorSpec(
+        "iam.admin_policies",
+        "iam",
+        "account",
+        admin_policies,
+        population="IAM users and groups",
+        enumerated_by="iam:ListUsers and iam:ListGroups (every page)",
+    ),
 )

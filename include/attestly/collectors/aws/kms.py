@@ -68,4 +68,13 @@ def with_documented_defaults(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-COLLECTORS: tuple[CollectorSpec, ...] = (CollectorSpec("kms.key_rotation", "kms", "region", key_rotation),)
+COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "kms.key_rotation",
+        "kms",
+        "region",
+        key_rotation,
+        population="customer-managed KMS keys in the region",
+        enumerated_by="kms:ListKeys (every page), kms:DescribeKey per key",
+    ),
+)

@@ -63,6 +63,20 @@ def backup_retention(
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("rds.storage_encryption", "rds", "region", storage_encryption),
-    CollectorSpec("rds.backup_retention", "rds", "region", backup_retention),
+    CollectorSpec(
+        "rds.storage_encryption",
+        "rds",
+        "region",
+        storage_encryption,
+        population="RDS DB instances in the region",
+        enumerated_by="rds:DescribeDBInstances (every page)",
+    ),
+    CollectorSpec(
+        "rds.backup_retention",
+        "rds",
+        "region",
+        backup_retention,
+        population="RDS DB instances in the region",
+        enumerated_by="rds:DescribeDBInstances (every page)",
+    ),
 )

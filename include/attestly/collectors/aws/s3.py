@@ -223,9 +223,44 @@ def tls_only(session: Session, *, region: str, account_id: str, params: Mapping[
 
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("s3.default_encryption", "s3", "account", default_encryption),
-    CollectorSpec("s3.public_access_block", "s3", "account", public_access_block),
-    CollectorSpec("s3.versioning", "s3", "account", versioning),
-    CollectorSpec("s3.object_lock", "s3", "account", object_lock),
-    CollectorSpec("s3.tls_only", "s3", "account", tls_only),
+    CollectorSpec(
+        "s3.default_encryption",
+        "s3",
+        "account",
+        default_encryption,
+        population="S3 buckets of the account",
+        enumerated_by="s3:ListBuckets (every page)",
+    ),
+    CollectorSpec(
+        "s3.public_access_block",
+        "s3",
+        "account",
+        public_access_block,
+        population="the account-level setting and every S3 bucket",
+        enumerated_by="s3:GetPublicAccessBlock (account), s3:ListBuckets (every page)",
+    ),
+    CollectorSpec(
+        "s3.versioning",
+        "s3",
+        "account",
+        versioning,
+        population="S3 buckets of the account",
+        enumerated_by="s3:ListBuckets (every page)",
+    ),
+    CollectorSpec(
+        "s3.object_lock",
+        "s3",
+        "account",
+        object_lock,
+        population="S3 buckets of the account",
+        enumerated_by="s3:ListBuckets (every page)",
+    ),
+    CollectorSpec(
+        "s3.tls_only",
+        "s3",
+        "account",
+        tls_only,
+        population="S3 buckets of the account",
+        enumerated_by="s3:ListBuckets (every page)",
+    ),
 )
