@@ -64,6 +64,8 @@ class Snapshot:
     period: Period
     index: EvidenceIndex
     digests: list[DigestRow] = field(default_factory=list)
+    #: Exception responses, acceptances and closures (:mod:`attestly.deviations`), by exception id.
+    exception_states: dict[str, Any] = field(default_factory=dict)
 
     def digests_covering(self, seqs: Iterable[int]) -> list[DigestRow]:
         wanted = set(seqs)
@@ -104,7 +106,9 @@ def load_snapshot(*, ledger: Ledger, period: Period, cadences: Mapping[str, str]
         )
         for r in ledger.digests()
     ]
-    return Snapshot(period=period, index=index, digests=digests)
+    from attestly.deviations import load_states
+
+    return Snapshot(period=period, index=index, digests=digests, exception_states=load_states(ledger))
 
 
 class ObjectReader:
