@@ -534,12 +534,14 @@ def send_overdue(*, ledger: Ledger, today: date, live: bool, send: Any = None) -
     from attestly.reports.render import render_template
 
     overdue = [s for s in load_states(ledger).values() if s.state(today) == "overdue"]
-    rows = ledger.conn.execute(
-        "SELECT exception_id, due_date FROM attestly.exception_reminders WHERE exception_id = ANY(%s)",
-        ([s.exception_id for s in overdue],),
-    ).fetchall()
-    ledger.conn.commit()
-    done = {(r[0], r[1]) for r in rows}
+    done: set[tuple[str, date]] = set()
+    if overdue:
+        rows = ledger.conn.execute(
+            "SELECT exception_id, due_date FROM attestly.exception_reminders WHERE exception_id = ANY(%s)",
+            ([s.exception_id for s in overdue],),
+        ).fetchall()
+        ledger.conn.commit()
+        done = {(r[0], r[1]) for r in rows}
     sender = send or send_email
     sent = []
     for s in sorted(overdue, key=lambda s: s.exception_id):
