@@ -15,6 +15,9 @@ Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
   (recorded as ``ui:<user>``; :func:`attestly.deviations.accept` refuses the person who responded, whether
   they responded from the CLI or here): header ``X-Attestly-Action: accept-exception`` and the ``writer``
   dependency; 404 for an unknown exception, 409 when refused;
+- ``POST /attestly/api/erasure/<erase-id>/approve``  approve an erasure request as the logged-in user
+  (``ui:<user>``), refused (409) when that person requested it (``cli:``/``ui:`` prefixes and ``@host``
+  ignored); header ``X-Attestly-Action: approve-erasure`` and the ``writer`` dependency;
 - ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket — the version the
   ledger recorded, checked against its SHA-256 — served with
   ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
@@ -36,8 +39,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 APP_PREFIX = "/attestly"
 VERIFY_HEADER = "X-Attestly-Action"
-#: ``X-Attestly-Action`` value for accepting an exception response.
+#: ``X-Attestly-Action`` values for accepting an exception response and approving an erasure request.
 ACCEPT_EXCEPTION = "accept-exception"
+APPROVE_ERASURE = "approve-erasure"
 
 
 def _user_name(user: Any) -> str:
@@ -173,6 +177,38 @@ def create_app(
                 raise HTTPException(status, str(exc)) from exc
             out = state.to_dict(trusted_now(ledger.conn).date())
         return JSONResponse({**out, "created": created}, status_code=201 if created else 200)
+
+    @app.post("/api/erasure/{request_id}/approve")
+    def erasure_approve(
+        request_id: str,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        action: str | None = Header(default=None, alias=VERIFY_HEADER),
+    ) -> JSONResponse:
+        from attestly.disposal.erasure import ErasureError, approve_erasure, get_request
+        from attestly.identity import same_person
+        from attestly.ledger import Ledger
+
+        if action != APPROVE_ERASURE:
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: {APPROVE_ERASURE}")
+        if not re.fullmatch(r"erase-[0-9a-f]{12}", request_id):
+            raise HTTPException(404, "not an erasure request id (erase-<12 hex digits>)")
+        approver = f"ui:{_user_name(user)}"
+        with Ledger.connect() as ledger:
+            try:
+                req = get_request(ledger.conn, request_id)
+            except ErasureError as exc:
+                raise HTTPException(404, str(exc)) from exc
+            if same_person(approver, req.requested_by):
+                raise HTTPException(
+                    409,
+                    f"erasure request {request_id} was requested by {req.requested_by}; "
+                    f"{approver} may not approve it: a different person must",
+                )
+            try:
+                req = approve_erasure(ledger.conn, ledger, request_id, approved_by=approver)
+            except ErasureError as exc:
+                raise HTTPException(409, str(exc)) from exc
+        return JSONResponse(req.to_dict(hash_subject=True), status_code=201)
 
     @app.get("/reports/file")
     def report_file(key: str = Query(..., max_length=1024)) -> Response:
