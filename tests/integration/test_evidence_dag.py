@@ -104,6 +104,11 @@ def test_collects_current_interval_then_reruns_add_nothing(
 
     head, kinds = _ledger_state()
     assert kinds == Counter({"evidence": 46, "run": 1})
+    from attestly.ledger import Ledger
+
+    with Ledger.connect() as ledger:
+        (record,) = [e.body for e in ledger.entries(kind="run")]
+    assert record["triggered_by"] == "dag_test"  # `airflow dags test` names itself as the triggering user
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger", "--json"],
         capture_output=True,
