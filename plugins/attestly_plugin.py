@@ -17,9 +17,9 @@ from attestly.ui import APP_PREFIX, create_app, require_airflow_user, require_ev
 
 
 def _base_url() -> str | None:
-    from airflow.configuration import conf
+    from attestly.links import public_base_url
 
-    return conf.get("api", "base_url", fallback=None) or None
+    return public_base_url()
 
 
 class AttestlyPlugin(AirflowPlugin):

@@ -546,12 +546,16 @@ def build_parser() -> argparse.ArgumentParser:
     qr.set_defaults(func=cmd_quality_run)
 
     from attestly.archive.cli import register as register_archive
+    from attestly.deviations.cli import register as register_exceptions
     from attestly.disposal.cli import register as register_disposal
     from attestly.reports.cli import register as register_reports
+    from attestly.sampling import register as register_sampling
 
     register_archive(sub)
     register_disposal(sub)
     register_reports(sub)
+    register_exceptions(sub)
+    register_sampling(sub)
 
     p = sub.add_parser("demo", help="what `make demo` runs: the whole cycle on the local stack")
     p.add_argument("--days", type=int, default=2)

@@ -441,6 +441,8 @@ export function ledgeredObjects(e, start, end) {
   } else if (kind === "policy") {
     refs.push(ref(kind, seq, body));
   }
+  // Deliberately none for kinds that record no stored object: run, hold, hold_release, erasure, note,
+  // refusal, exception_response, exception_accept, exception_close, sample (as verify.py).
   return refs;
 }
 

@@ -406,6 +406,10 @@ def ledgered_objects(entry: dict[str, Any], start: datetime | None, end: datetim
     - ``policy``: the policy bundle in force (``body``: key, version_id, sha256, retain_until), whatever
       the range.
 
+    Kinds that record no stored object give none, deliberately: ``run``, ``hold``, ``hold_release``,
+    ``erasure``, ``note``, ``refusal``, and the exceptions lifecycle and samples (``exception_response``,
+    ``exception_accept``, ``exception_close``, ``sample``: their evidence items are ledgered on their own).
+
     Raises :class:`MalformedDigest` when a reference lacks a field or has the wrong type."""
     kind, seq, body = entry["kind"], int(entry["seq"]), entry["body"]
     refs: list[ObjectRef] = []

@@ -112,6 +112,8 @@ def test_collects_current_interval_then_reruns_add_nothing(
     assert kinds == Counter({"evidence": 46, "run": 1, "policy": 1})
     with Ledger.connect() as ledger:
         assert ledger.find(f"policy:{policy}") is not None
+        (record,) = [e.body for e in ledger.entries(kind="run")]
+    assert record["triggered_by"] == "dag_test"  # `airflow dags test` names itself as the triggering user
     verify = subprocess.run(
         [sys.executable, "-m", "attestly.cli", "verify", "--ledger", "--json"],
         capture_output=True,

@@ -527,3 +527,81 @@ def test_upload_manual_evidence_from_the_view(ui: dict[str, Any]) -> None:
         timeout=300,
     )
     assert verified.status_code == 200 and verified.json()["report"]["ok"] is True, verified.text[:2000]
+
+
+def test_accept_an_exception_response_in_the_view(ui: dict[str, Any]) -> None:
+    """A writer accepts a response as the logged-in user (``ui:<user>``); the person who responded from
+    the CLI cannot accept it here; viewers, requests without the action header and unknown ids are
+    refused."""
+    from datetime import timedelta
+
+    from attestly.deviations import respond
+    from attestly.ledger import Ledger
+    from attestly.store import EvidenceStore
+
+    due = datetime.now(UTC).date() + timedelta(days=14)
+    common = {"controls": None, "owner": "it-ops@example.com", "root_cause": "planted failure",
+              "ticket": "SEC-9", "due": due}  # fmt: skip
+    with Ledger.connect() as ledger:
+        sha = next(e.body["sha256"] for e in ledger.entries(kind="evidence") if e.seq == ui["failing_seq"])
+        mine, _ = respond(ledger=ledger, store=None, item=sha, finding=None, collector=None,
+                          responded_by=f"cli:{ui['username']}@build-host", **common)  # fmt: skip
+        theirs, _ = respond(ledger=ledger, store=EvidenceStore.from_connection(), item=None, finding="planted",
+                            collector=ui["failing_collector"], responded_by="cli:someone-else@laptop", **common)  # fmt: skip
+    admin, viewer = ui["token"], _token_for(ui, "auditor")
+
+    def accept(eid: str, token: str | None, *, header: bool = True) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if header:
+            headers["X-Attestly-Action"] = "accept-exception"
+        return httpx.post(f"{ui['url']}/attestly/api/exceptions/{eid}/accept", headers=headers, timeout=60)
+
+    assert accept(theirs.exception_id, None).status_code == 401
+    assert accept(theirs.exception_id, viewer).status_code == 403
+    assert accept(theirs.exception_id, admin, header=False).status_code == 400
+    assert accept("EXC-0000000000000000", admin).status_code == 404
+    own = accept(mine.exception_id, admin)
+    assert own.status_code == 409 and "a different person must accept it" in own.json()["detail"]
+    ok = accept(theirs.exception_id, admin)
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["accepted_by"] == f"ui:{ui['username']}" and ok.json()["state"] == "open"
+    again = accept(theirs.exception_id, admin)
+    assert again.status_code == 200 and again.json()["created"] is False
+    with Ledger.connect() as ledger:
+        accepted = [e.body for e in ledger.entries(kind="exception_accept")]
+    assert [a["exception_id"] for a in accepted] == [theirs.exception_id]
+
+
+def test_approve_an_erasure_request_in_the_view(ui: dict[str, Any]) -> None:
+    """A writer approves an erasure request as the logged-in user; the person who requested it (from the
+    CLI, as the same name) cannot; viewers and requests without the action header are refused."""
+    from attestly.disposal.erasure import request_erasure
+    from attestly.ledger import Ledger
+
+    with Ledger.connect() as ledger:
+        own = request_erasure(ledger.conn, ledger, subject_id="p-190019", reason="GDPR Art. 17 (test)",
+                              requested_by=ui["username"])  # fmt: skip
+        other = request_erasure(ledger.conn, ledger, subject_id="p-190020", reason="GDPR Art. 17 (test)",
+                                requested_by="cli:privacy-officer@laptop")  # fmt: skip
+    admin, viewer = ui["token"], _token_for(ui, "auditor")
+
+    def approve(rid: str, token: str | None, *, header: bool = True) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if header:
+            headers["X-Attestly-Action"] = "approve-erasure"
+        return httpx.post(f"{ui['url']}/attestly/api/erasure/{rid}/approve", headers=headers, timeout=60)
+
+    assert approve(other.request_id, viewer).status_code == 403
+    assert approve(other.request_id, admin, header=False).status_code == 400
+    assert approve("erase-000000000000", admin).status_code == 404
+    refused = approve(own.request_id, admin)
+    assert refused.status_code == 409 and "a different person must" in refused.json()["detail"]
+    ok = approve(other.request_id, admin)
+    assert ok.status_code == 201, ok.text
+    body = ok.json()
+    assert body["approved_by"] == f"ui:{ui['username']}" and body["state"] == "approved"
+    assert "subject" not in body and len(body["subject_sha256"]) == 64
+    assert approve(other.request_id, admin).status_code == 409  # approving twice is refused
+    with Ledger.connect() as ledger:
+        approvals = [e.body for e in ledger.entries(kind="erasure") if e.body.get("event") == "approved"]
+    assert [a["request_id"] for a in approvals] == [other.request_id]

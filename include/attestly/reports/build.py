@@ -453,6 +453,46 @@ def _manual_section(ctx: BuildContext, control: Any, a: Assessment) -> dict[str,
     }
 
 
+def responses_as_of(ctx: BuildContext) -> date:
+    """The day exception responses are judged on (open or overdue): the period's last day, or the day the
+    latest evidence in the snapshot was recorded when that is earlier (a period still running) — a function
+    of the ledger, so re-rendering gives the same report."""
+    latest = max((r.recorded_at.date() for r in ctx.snapshot.index.by_seq.values()), default=None)
+    end = ctx.snapshot.period.end
+    return min(end, latest) if latest else end
+
+
+def _responses(ctx: BuildContext, control_id: str, exceptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The exception responses for the control (open, overdue, closed with re-test) and, on each exception
+    group they cover, the response's id and state."""
+    from attestly.deviations import for_report, match_group
+
+    period = ctx.snapshot.period
+    responses = for_report(
+        ctx.snapshot.exception_states.values(),
+        control_id=control_id,
+        start=period.start,
+        end=period.end,
+        as_of=responses_as_of(ctx),
+    )
+    for r in responses:
+        r["target"] = {
+            k: clean_text(v, limit=200)
+            if isinstance(v, str)
+            else clean_scope(v)
+            if isinstance(v, dict)
+            else v
+            for k, v in r["target"].items()
+        }
+        for k in ("owner", "root_cause", "ticket", "responded_by", "accepted_by", "closed_by"):
+            if isinstance(r.get(k), str):
+                r[k] = clean_text(r[k], limit=500)
+    for g in exceptions:
+        hit = match_group(responses, g)
+        g["response"] = {"exception_id": hit["exception_id"], "state": hit["state"]} if hit else None
+    return responses
+
+
 def build_control_report(
     ctx: BuildContext, control_id: str, assessments: Mapping[str, Assessment]
 ) -> dict[str, Any]:
@@ -467,6 +507,7 @@ def build_control_report(
     covering = ctx.snapshot.digests_covering([*seqs, *a.run_seqs()])
     fw = policy.frameworks[control.framework]  # type: ignore[index]
     missing = a.missing()
+    exceptions = _exceptions(ctx, a)
     return {
         "schema": CONTROL_SCHEMA,
         "control": {
@@ -510,7 +551,8 @@ def build_control_report(
         ],
         "source_checks": list(a.optional),
         "manual_evidence": _manual_section(ctx, control, a),
-        "exceptions": _exceptions(ctx, a),
+        "exceptions": exceptions,
+        "exception_responses": _responses(ctx, control_id, exceptions),
         "accepted": _accepted(ctx, a),
         "disagreements": _disagreements(ctx, a),
         "no_evidence_days": day_ranges(a.days_with("no_evidence")),
@@ -598,6 +640,10 @@ def build_index(
                 "status": r["status"],
                 "day_counts": r["day_counts"],
                 "exception_count": len(r["exceptions"]),
+                "responses": {
+                    st: sum(1 for x in r.get("exception_responses", []) if x["state"] == st)
+                    for st in ("open", "overdue", "closed")
+                },
                 "top_exceptions": r["exceptions"][:3],
                 "manual_overdue_days": (r["manual_evidence"] or {}).get("overdue_day_count", 0),
                 "manual_statements": len((r["manual_evidence"] or {}).get("statements", [])),

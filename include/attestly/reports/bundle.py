@@ -436,15 +436,8 @@ def render_reports(
 
 
 def airflow_base_url() -> str | None:
-    """``AIRFLOW__API__BASE_URL``, else Airflow's ``[api] base_url`` when Airflow is importable."""
-    import os
+    """The public base URL of the Airflow UI for run links (:func:`attestly.links.public_base_url`:
+    ``ATTESTLY_PUBLIC_BASE_URL``, else Airflow's ``[api] base_url``)."""
+    from attestly.links import public_base_url
 
-    value = os.environ.get("AIRFLOW__API__BASE_URL", "").strip()
-    if value:
-        return value
-    try:
-        from airflow.configuration import conf
-    except ImportError:
-        return None
-    configured = conf.get("api", "base_url", fallback="") or ""
-    return str(configured).strip() or None
+    return public_base_url()

@@ -68,6 +68,86 @@ def _provenance_props(report: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+#: An Attestly exception state as an OSCAL risk status.
+RISK_STATUS = {"open": "open", "overdue": "open", "closed": "closed"}
+
+
+def _risk(seed: str, risk_uuid: str, x: dict[str, Any], observations: list[dict[str, str]]) -> dict[str, Any]:
+    """An exception response (``control_report.exception_responses[]``) as an OSCAL ``risk`` with
+    management's response as its ``remediations`` entry and the lifecycle in its ``risk-log``."""
+    t = x["target"]
+    what = (
+        f"evidence item {t['item']} from {t['collector']} ({t['result']})"
+        if t["type"] == "item"
+        else f"finding for resource {t['resource']} from {t['collector']} ({t['failing_items']} failing items)"
+    )
+    eid = x["exception_id"]
+    response_uuid = _uuid(seed, "response", eid)
+    entries: list[dict[str, Any]] = [
+        {
+            "uuid": _uuid(seed, "risk-log", eid, "response"),
+            "title": "Response recorded",
+            "description": f"Owner {x['owner']}, ticket {x['ticket']}, due {x['due']}; by {x['responded_by']}.",
+            "start": x["responded_at"],
+            "props": [_prop("ledger-seq", x["response_seq"])],
+            "related-responses": [{"response-uuid": response_uuid}],
+        }
+    ]
+    if x.get("accepted_by"):
+        entries.append(
+            {
+                "uuid": _uuid(seed, "risk-log", eid, "accept"),
+                "title": "Response accepted",
+                "description": f"Accepted by {x['accepted_by']}.",
+                "start": x["accepted_at"],
+                "props": [_prop("ledger-seq", x["accept_seq"])],
+                "related-responses": [{"response-uuid": response_uuid}],
+            }
+        )
+    if x.get("retest"):
+        rt = x["retest"]
+        entries.append(
+            {
+                "uuid": _uuid(seed, "risk-log", eid, "close"),
+                "title": "Closed with a passing re-test",
+                "description": (
+                    f"Re-tested by evidence item {rt['item']} ({rt['collector']}, {rt['result']}, observed "
+                    f"{rt['period_start']} to {rt['period_end']}); closed by {x['closed_by']}"
+                    f"{' after the due date' if x.get('closed_late') else ''}."
+                ),
+                "start": x["closed_at"],
+                "props": [_prop("ledger-seq", x["close_seq"]), _prop("retest-item", rt["item"])],
+                "status-change": "closed",
+                "related-responses": [{"response-uuid": response_uuid}],
+            }
+        )
+    return {
+        "uuid": risk_uuid,
+        "title": f"{eid}: {what}",
+        "description": f"Exception for {', '.join(x['controls'])}: {what}, first failed {t['first_failed']}.",
+        "statement": f"Root cause: {x['root_cause']}",
+        "props": [
+            _prop("attestly-exception-id", eid),
+            _prop("attestly-exception-state", x["state"]),
+            _prop("owner", x["owner"]),
+            _prop("ticket", x["ticket"]),
+        ],
+        "status": RISK_STATUS[x["state"]],
+        "deadline": f"{x['due']}T23:59:59+00:00",
+        "remediations": [
+            {
+                "uuid": response_uuid,
+                "lifecycle": "completed" if x.get("retest") else "planned",
+                "title": f"Remediation {x['ticket']}",
+                "description": f"Owner {x['owner']}; due {x['due']}. Root cause: {x['root_cause']}",
+                "props": [_prop("ticket", x["ticket"]), _prop("owner", x["owner"])],
+            }
+        ],
+        "risk-log": {"entries": entries},
+        "related-observations": observations,
+    }
+
+
 def assessment_results(
     *, index: dict[str, Any], reports: Sequence[dict[str, Any]], bucket: str
 ) -> dict[str, Any]:
@@ -82,6 +162,7 @@ def assessment_results(
     end = f"{end_day}T23:59:59+00:00"
     observations: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
+    risks: dict[str, dict[str, Any]] = {}
     for r in reports:
         if r["status"] == "not_in_scope":
             continue  # not assessed: no observation or finding (the index lists it as not in scope)
@@ -143,6 +224,15 @@ def assessment_results(
                 "related-observations": [{"observation-uuid": obs_uuid}],
             }
         )
+        related = []
+        for x in r.get("exception_responses", []):
+            risk_uuid = _uuid(seed, "risk", x["exception_id"])
+            related.append({"risk-uuid": risk_uuid})
+            if risk_uuid not in risks:
+                risks[risk_uuid] = _risk(seed, risk_uuid, x, [])
+            risks[risk_uuid]["related-observations"].append({"observation-uuid": obs_uuid})
+        if related:
+            findings[-1]["related-risks"] = related
     result: dict[str, Any] = {
         "uuid": _uuid(seed, "result"),
         "title": f"{fw['name']} controls, {label}",
@@ -165,6 +255,8 @@ def assessment_results(
     }
     if observations:
         result["observations"] = observations
+        if risks:
+            result["risks"] = [risks[k] for k in sorted(risks, key=lambda u: risks[u]["title"])]
         result["findings"] = findings
     return {
         "assessment-results": {

@@ -66,6 +66,8 @@ class Snapshot:
     digests: list[DigestRow] = field(default_factory=list)
     #: Every policy bundle ledgered (kind ``policy``), by SHA-256: ``{key, version_id, sha256, seq}``.
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Exception responses, acceptances and closures (:mod:`attestly.deviations`), by exception id.
+    exception_states: dict[str, Any] = field(default_factory=dict)
 
     def digests_covering(self, seqs: Iterable[int]) -> list[DigestRow]:
         wanted = set(seqs)
@@ -115,7 +117,15 @@ def load_snapshot(*, ledger: Ledger, period: Period, cadences: Mapping[str, str]
         }
         for e in ledger.entries(kind="policy")
     }
-    return Snapshot(period=period, index=index, digests=digests, policies=policies)
+    from attestly.deviations import load_states
+
+    return Snapshot(
+        period=period,
+        index=index,
+        digests=digests,
+        policies=policies,
+        exception_states=load_states(ledger),
+    )
 
 
 class ObjectReader:

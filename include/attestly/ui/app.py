@@ -11,6 +11,13 @@ Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
   :mod:`attestly.ui.upload`); ``POST /attestly/api/evidence`` records it, needs the header
   ``X-Attestly-Action: add-evidence`` and the ``writer`` dependency (the plugin passes
   :func:`attestly.ui.auth.require_evidence_writer`: permission to create ``evidence_collection`` runs);
+- ``POST /attestly/api/exceptions/<EXC-id>/accept``  accept an exception response as the logged-in user
+  (recorded as ``ui:<user>``; :func:`attestly.deviations.accept` refuses the person who responded, whether
+  they responded from the CLI or here): header ``X-Attestly-Action: accept-exception`` and the ``writer``
+  dependency; 404 for an unknown exception, 409 when refused;
+- ``POST /attestly/api/erasure/<erase-id>/approve``  approve an erasure request as the logged-in user
+  (``ui:<user>``), refused (409) when that person requested it (``cli:``/``ui:`` prefixes and ``@host``
+  ignored); header ``X-Attestly-Action: approve-erasure`` and the ``writer`` dependency;
 - ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket — the version the
   ledger recorded, checked against its SHA-256 — served with
   ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
@@ -22,6 +29,7 @@ request; blocking work runs in FastAPI's thread pool (the route functions are sy
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -31,6 +39,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 APP_PREFIX = "/attestly"
 VERIFY_HEADER = "X-Attestly-Action"
+#: ``X-Attestly-Action`` values for accepting an exception response and approving an erasure request.
+ACCEPT_EXCEPTION = "accept-exception"
+APPROVE_ERASURE = "approve-erasure"
 
 
 def _user_name(user: Any) -> str:
@@ -143,6 +154,61 @@ def create_app(
         except UploadRefused as exc:
             raise HTTPException(exc.status, str(exc)) from exc
         return JSONResponse(recorded, status_code=201 if recorded.get("created") else 200)
+
+    @app.post("/api/exceptions/{exception_id}/accept")
+    def exception_accept(
+        exception_id: str,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        action: str | None = Header(default=None, alias=VERIFY_HEADER),
+    ) -> JSONResponse:
+        from attestly.clock import trusted_now
+        from attestly.deviations import ExceptionInputError, accept
+        from attestly.ledger import Ledger
+
+        if action != ACCEPT_EXCEPTION:
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: {ACCEPT_EXCEPTION}")
+        if not re.fullmatch(r"EXC-[0-9a-f]{16}", exception_id):
+            raise HTTPException(404, "not an exception id (EXC-<16 hex digits>)")
+        with Ledger.connect() as ledger:
+            try:
+                state, created = accept(ledger=ledger, eid=exception_id, accepted_by=f"ui:{_user_name(user)}")
+            except ExceptionInputError as exc:
+                status = 404 if "no such exception" in str(exc) else 409
+                raise HTTPException(status, str(exc)) from exc
+            out = state.to_dict(trusted_now(ledger.conn).date())
+        return JSONResponse({**out, "created": created}, status_code=201 if created else 200)
+
+    @app.post("/api/erasure/{request_id}/approve")
+    def erasure_approve(
+        request_id: str,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        action: str | None = Header(default=None, alias=VERIFY_HEADER),
+    ) -> JSONResponse:
+        from attestly.disposal.erasure import ErasureError, approve_erasure, get_request
+        from attestly.identity import same_person
+        from attestly.ledger import Ledger
+
+        if action != APPROVE_ERASURE:
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: {APPROVE_ERASURE}")
+        if not re.fullmatch(r"erase-[0-9a-f]{12}", request_id):
+            raise HTTPException(404, "not an erasure request id (erase-<12 hex digits>)")
+        approver = f"ui:{_user_name(user)}"
+        with Ledger.connect() as ledger:
+            try:
+                req = get_request(ledger.conn, request_id)
+            except ErasureError as exc:
+                raise HTTPException(404, str(exc)) from exc
+            if same_person(approver, req.requested_by):
+                raise HTTPException(
+                    409,
+                    f"erasure request {request_id} was requested by {req.requested_by}; "
+                    f"{approver} may not approve it: a different person must",
+                )
+            try:
+                req = approve_erasure(ledger.conn, ledger, request_id, approved_by=approver)
+            except ErasureError as exc:
+                raise HTTPException(409, str(exc)) from exc
+        return JSONResponse(req.to_dict(hash_subject=True), status_code=201)
 
     @app.get("/reports/file")
     def report_file(key: str = Query(..., max_length=1024)) -> Response:

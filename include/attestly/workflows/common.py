@@ -140,6 +140,22 @@ def _flatten(values: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: Run types the scheduler starts by itself (no person triggered them).
+SCHEDULER_RUN_TYPES = ("scheduled", "asset_triggered", "asset_materialization")
+
+
+def triggered_by(dag_run: Any) -> str:
+    """Who started the run: the Airflow user who triggered it (``DagRun.triggering_user_name``: the UI or
+    REST user, the backfill's creator, ``dag_test`` for ``airflow dags test``), ``scheduler`` for a run the
+    scheduler started on its own, else ``unknown (<run type>)``."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    if isinstance(user, str) and user.strip():
+        return user.strip()[:128]
+    raw = getattr(dag_run, "run_type", "")
+    run_type = str(getattr(raw, "value", raw) or "")
+    return "scheduler" if run_type in SCHEDULER_RUN_TYPES else f"unknown ({run_type or 'no run type'})"
+
+
 def run_record(context: Any, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The run record: deterministic for the same run outcome (no durations, no wall clock)."""
     ti = context["ti"]
@@ -182,6 +198,7 @@ def run_record(context: Any, summaries: Sequence[dict[str, Any]]) -> dict[str, A
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
         "run_type": str(getattr(getattr(dag_run, "run_type", ""), "value", getattr(dag_run, "run_type", ""))),
+        "triggered_by": triggered_by(dag_run),
         "data_interval": {"start": iso(start), "end": iso(end)},
         "tasks": tasks,
         "evidence": evidence,
@@ -201,7 +218,7 @@ def attest_run(context: Any, outputs: Any) -> dict[str, Any]:
     record = run_record(context, summaries)
     # A re-run (new run id, or new tries) that establishes the same outcome for the interval adds nothing:
     # Airflow keeps every run in its history; the ledger keeps each distinct outcome once.
-    outcome = {k: v for k, v in record.items() if k not in ("run_id", "run_type")}
+    outcome = {k: v for k, v in record.items() if k not in ("run_id", "run_type", "triggered_by")}
     outcome["tasks"] = [{k: v for k, v in t.items() if k != "try_number"} for t in record["tasks"]]
     dedupe = "run:" + hashlib.sha256(canonical_json_v1(outcome)).hexdigest()
     with Ledger.connect() as ledger:

@@ -258,11 +258,13 @@ def collect_auditdb(collector_id: str, context: Any) -> dict[str, Any]:
 def manual_evidence_due(context: Any) -> dict[str, Any]:
     """Complete any statement a crash left pending (its files are all stored), then chase manual
     evidence as of the interval's end: reminders to owners before the due date, to the compliance team
-    once overdue (:mod:`attestly.reminders`). Sends nothing for a backfilled interval; refuses one dated
+    once overdue (:mod:`attestly.reminders`); the owners of overdue exception responses
+    (:func:`attestly.deviations.send_overdue`). Sends nothing for a backfilled interval; refuses one dated
     in the future."""
     from datetime import timedelta
 
     from attestly.clock import require_due_date
+    from attestly.deviations import send_overdue
     from attestly.ledger import Ledger
     from attestly.manual import complete_pending
     from attestly.policy import load_policy
@@ -286,10 +288,13 @@ def manual_evidence_due(context: Any) -> dict[str, Any]:
         )
         live = now - end <= timedelta(days=LIVE_DAYS)
         result = send_reminders(policy=policy, ledger=ledger, today=end.date(), live=live)
+        overdue = send_overdue(ledger=ledger, today=end.date(), live=live)
     return {
         "pending_completed": len(pending["completed"]),
         "pending_incomplete": len(pending["incomplete"]),
         "due": result["counts"],
         "reminders_sent": len(result["messages"]),
+        "exceptions_overdue": len(overdue["overdue"]),
+        "exception_reminders_sent": len(overdue["messages"]),
         "live": live,
     }
