@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.archive.journal import Batch
 from attestly.policy import EffectiveRetention, RetentionPolicy, add_months
 
