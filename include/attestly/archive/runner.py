@@ -3,8 +3,9 @@
 ``plan_due`` -> ``archive_batches`` (upload, verify, per batch) -> ``purge_due`` per (table, month) ->
 ``record_due`` (manifest evidence + ledger). These are the only orchestration functions: the DAG's tasks
 (:mod:`attestly.workflows.retention`) call them one per task, :func:`run_all` (the CLI, the benches and
-the crash tests) calls them in order, so the kill-at-every-failpoint suite covers the code the DAG runs. Killing the process anywhere and running again ends in the same state as one
-uninterrupted run: every row either still in the database or in exactly one verified object (held rows:
+the crash tests) calls them in order, so the kill-at-every-failpoint suite covers the code the DAG runs.
+
+Killing the process anywhere and running again ends in the same state as one uninterrupted run: every row either still in the database or in exactly one verified object (held rows:
 both, by design), one object version per batch, one manifest per purge.
 """
 
