@@ -23,7 +23,11 @@ from bench.common import Figure, fmt
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BENCHES: list[tuple[str, str, dict[str, Any]]] = [
     ("seed", "bench.bench_seed", {"rows": 100_000 if QUICK else 1_000_000}),
-    ("verify", "bench.bench_verify", {"objects": 1_000 if QUICK else 10_000}),
+    (
+        "verify",
+        "bench.bench_verify",
+        {"objects": 1_000 if QUICK else 10_000, "large": 4_000 if QUICK else 100_000},
+    ),
     ("quality", "bench.bench_quality", {"quick": QUICK}),
     ("archive", "bench.bench_archive", {"quick": QUICK}),
     ("collection", "bench.bench_collection", {"quick": QUICK}),

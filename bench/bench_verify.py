@@ -1,6 +1,7 @@
-"""``attestly verify`` throughput over >= 10,000 evidence objects against the floor any verifier pays:
-plain boto3 GETs of the same object versions with the same concurrency, in the same run. Memory is
-compared between verifying a quarter of the period and all of it."""
+"""``attestly verify`` throughput at 10,000 and 100,000 evidence objects against the floor any verifier
+pays: plain boto3 GETs of the same object versions with the same concurrency, in the same run. Peak
+traced memory is compared between a quarter of the period and all of it, and between the two sizes (aim:
+flat, within 10 %, from 10k to 100k)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from bench.common import Figure, bench_stack, reset_database
 
-BUCKET = f"bench-verify-{int(time.time())}"
+BUCKET_PREFIX = f"bench-verify-{int(time.time())}"
 DAYS = 40
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,8 +46,8 @@ def _items(n: int) -> list[Any]:
     return out
 
 
-def prepare(n: int) -> None:
-    """Store ``n`` items (parallel PUTs), ledger them and seal once."""
+def prepare(n: int, bucket: str) -> None:
+    """Store ``n`` items (parallel PUTs) in a new bucket, ledger them and seal once."""
     from attestly.connections import aws_client
     from attestly.ledger import Ledger
     from attestly.recording import evidence_summary
@@ -55,8 +56,8 @@ def prepare(n: int) -> None:
 
     reset_database("attestly")
     s3 = aws_client("s3")
-    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
-    store = EvidenceStore(bucket=BUCKET, s3=s3, retention_days=3650)
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store = EvidenceStore(bucket=bucket, s3=s3, retention_days=3650)
     items = _items(n)
     with ThreadPoolExecutor(max_workers=16) as pool:
         stored = list(pool.map(store.put_evidence, items))
@@ -68,15 +69,16 @@ def prepare(n: int) -> None:
         ledger.seal(store=store, signer=signer_from_connection())
 
 
-def run(*, objects: int = 10_000, concurrency: int = 16) -> list[Figure]:
-    bench_stack("verify")
+def measure(objects: int, concurrency: int) -> dict[str, Any]:
+    """One size: a fresh bucket and ledger of ``objects`` items; verify vs plain GETs; peak memory."""
     from attestly.connections import aws_client
     from attestly.ledger import Ledger
     from attestly.signing import signer_from_connection
     from attestly.verify import verify_bucket
 
+    bucket = f"{BUCKET_PREFIX}-{objects}"
     t0 = time.perf_counter()
-    prepare(objects)
+    prepare(objects, bucket)
     setup = time.perf_counter() - t0
     s3 = aws_client("s3", endpoint_url=None)
     public = signer_from_connection().public_key_pem()
@@ -85,9 +87,10 @@ def run(*, objects: int = 10_000, concurrency: int = 16) -> list[Figure]:
         targets = [(e.body["key"], e.body["version_id"]) for e in ledger.entries(kind="evidence")]
 
     def get(target: tuple[str, str]) -> int:
-        body = s3.get_object(Bucket=BUCKET, Key=target[0], VersionId=target[1])["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=target[0], VersionId=target[1])["Body"].read()
         return len(body)
 
+    load_before = os.getloadavg()[0]
     # Warm both paths once (connection pools), then measure.
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(get, targets[:200]))
@@ -97,54 +100,91 @@ def run(*, objects: int = 10_000, concurrency: int = 16) -> list[Figure]:
     floor_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report = verify_bucket(s3=s3, bucket=BUCKET, public_key_pem=public, concurrency=concurrency)
+    report = verify_bucket(s3=s3, bucket=bucket, public_key_pem=public, concurrency=concurrency)
     verify_s = time.perf_counter() - t0
 
     # Memory in separate passes: tracemalloc slows allocation and would distort the timing above.
     tracemalloc.start()
     quarter = verify_bucket(
-        s3=s3, bucket=BUCKET, public_key_pem=public, start=START, end=START + timedelta(days=DAYS // 4),
+        s3=s3, bucket=bucket, public_key_pem=public, start=START, end=START + timedelta(days=DAYS // 4),
         concurrency=concurrency,
     )  # fmt: skip
     quarter_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.reset_peak()
-    verify_bucket(s3=s3, bucket=BUCKET, public_key_pem=public, concurrency=concurrency)
+    verify_bucket(s3=s3, bucket=bucket, public_key_pem=public, concurrency=concurrency)
     full_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     if not report.ok or not quarter.ok:
         raise RuntimeError(f"verify found problems in the benchmark bucket: {report.problems[:3]}")
+    return {
+        "objects": report.objects_verified,
+        "quarter_objects": quarter.objects_verified,
+        "verify_seconds": verify_s,
+        "get_seconds": floor_s,
+        "verify_rate": report.objects_verified / verify_s,
+        "get_rate": len(targets) / floor_s,
+        "mb": total_bytes / 2**20,
+        "quarter_peak_mib": quarter_peak,
+        "full_peak_mib": full_peak,
+        "setup_seconds": setup,
+        "load_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+    }
 
-    n = report.objects_verified
-    verify_rate, floor_rate = n / verify_s, len(targets) / floor_s
-    mb = total_bytes / 2**20
-    return [
-        Figure(
-            name=f"attestly verify ({n:,} objects, {concurrency} threads)",
-            value=verify_rate,
-            unit="objects/s",
-            baseline="plain boto3 GET of the same versions, same concurrency",
-            baseline_value=floor_rate,
-            ratio=verify_rate / floor_rate,
-            target=">= 0.7",
-            note=f"{mb / verify_s:.1f} MB/s vs {mb / floor_s:.1f} MB/s; setup {setup:.0f}s",
-        ),
-        Figure(
-            name="attestly verify peak traced memory, 1/4 of the objects vs all",
-            value=full_peak,
-            unit="MiB (all)",
-            baseline=f"{quarter.objects_verified:,} objects",
-            baseline_value=quarter_peak,
-            ratio=full_peak / quarter_peak if quarter_peak else 0.0,
-            target="flat (ratio near 1; digest entries and version listings grow with the count)",
-        ),
-    ]
+
+def run(*, objects: int = 10_000, large: int | None = 100_000, concurrency: int = 16) -> list[Figure]:
+    bench_stack("verify")
+    sizes = [objects] + ([large] if large and large > objects else [])
+    results = [measure(n, concurrency) for n in sizes]
+    figures = []
+    for r in results:
+        n = r["objects"]
+        figures += [
+            Figure(
+                name=f"attestly verify ({n:,} objects, {concurrency} threads)",
+                value=r["verify_rate"],
+                unit="objects/s",
+                baseline="plain boto3 GET of the same versions, same concurrency",
+                baseline_value=r["get_rate"],
+                ratio=r["verify_rate"] / r["get_rate"],
+                target=">= 0.7",
+                note=(
+                    f"{r['mb'] / r['verify_seconds']:.1f} MB/s vs {r['mb'] / r['get_seconds']:.1f} MB/s; "
+                    f"setup {r['setup_seconds']:.0f}s; load {r['load_1m']['before']}->{r['load_1m']['after']}"
+                ),
+            ),
+            Figure(
+                name=f"attestly verify peak traced memory, 1/4 of {n:,} objects vs all",
+                value=r["full_peak_mib"],
+                unit="MiB (all)",
+                baseline=f"{r['quarter_objects']:,} objects",
+                baseline_value=r["quarter_peak_mib"],
+                ratio=r["full_peak_mib"] / r["quarter_peak_mib"] if r["quarter_peak_mib"] else 0.0,
+                target="flat (ratio near 1)",
+                note=f"{r['full_peak_mib'] * 2**20 / n:,.0f} bytes per object",
+            ),
+        ]
+    if len(results) > 1:
+        small, big = results[0], results[-1]
+        figures.append(
+            Figure(
+                name=f"attestly verify peak traced memory, {big['objects']:,} vs {small['objects']:,} objects",
+                value=big["full_peak_mib"],
+                unit="MiB",
+                baseline=f"{small['objects']:,} objects",
+                baseline_value=small["full_peak_mib"],
+                ratio=big["full_peak_mib"] / small["full_peak_mib"] if small["full_peak_mib"] else 0.0,
+                target="<= 1.10 (flat)",
+            )
+        )
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=int(os.environ.get("BENCH_VERIFY_OBJECTS", "10000")))
+    parser.add_argument("--large", type=int, default=int(os.environ.get("BENCH_VERIFY_LARGE", "100000")))
     args = parser.parse_args()
-    for f in run(objects=args.objects):
+    for f in run(objects=args.objects, large=args.large):
         print(f)
 
 

@@ -403,7 +403,7 @@ def default_recorder() -> str:
 
 
 def _hit(name: str) -> None:
-    from attestly.archive import failpoints
+    from attestly import failpoints
 
     failpoints.hit(name)
 

@@ -21,9 +21,11 @@ Anyone who can write to the bucket can put anything under ``digests/``: a digest
 used, and a malformed one is a named problem (*malformed*), never a crash. Entries of a digest whose
 signature does not verify are reported and not used (their objects are not "verified" on their word).
 
-Objects are fetched concurrently (one GET per object, by version id, hashed as it streams); version
-listings are read once per top-level prefix. Imports nothing from Airflow; the database check imports
-psycopg only when asked for.
+Objects are fetched concurrently, hashed as they stream: one GET per object of the key's current version,
+which is the recorded one unless the object was replaced or deleted; only then is that key's version
+listing read (to name what hides the recorded version) and the recorded version read by its id. No
+listing of the whole bucket is held in memory (only the digests' own). Imports nothing from Airflow; the
+database check imports psycopg only when asked for.
 """
 
 from __future__ import annotations
@@ -700,35 +702,52 @@ def _check_objects(
         report.by_kind.setdefault(r.kind, {"requested": 0, "verified": 0})["requested"] += 1
     if not refs:
         return
-    listings: dict[tuple[str, str], dict[str, list[_Version]]] = {}
-    for r in refs:
-        where = (r.bucket or bucket, r.key.split("/", 1)[0] + "/")
-        if where not in listings:
-            listings[where] = _versions(s3, where[0], where[1])
+
+    def current_version_problems(b: str, key: str, version_id: str) -> list[Problem]:
+        """The recorded version must still be the key's current one (from the key's own version listing,
+        oldest first; an empty listing says nothing here: the read below reports the object missing)."""
+        versions = _versions(s3, b, key).get(key, [])
+        if versions and versions[-1].version_id != version_id:
+            newest = versions[-1]
+            if newest.delete_marker:
+                return [
+                    Problem("missing", key, f"deleted: a delete marker hides recorded version {version_id}")
+                ]
+            return [
+                Problem(
+                    "replaced", key, f"recorded version {version_id}, current version {newest.version_id}"
+                )
+            ]
+        return []
 
     def check(ref: ObjectRef) -> tuple[list[Problem], int]:
         b = ref.bucket or bucket
         key, version_id = ref.key, ref.version_id
         problems: list[Problem] = []
-        versions = listings[(b, key.split("/", 1)[0] + "/")].get(key, [])
-        if versions and versions[-1].version_id != version_id:
-            newest = versions[-1]
-            if newest.delete_marker:
-                problems.append(
-                    Problem("missing", key, f"deleted: a delete marker hides recorded version {version_id}")
-                )
-            else:
-                problems.append(
-                    Problem(
-                        "replaced", key, f"recorded version {version_id}, current version {newest.version_id}"
-                    )
-                )
+        # One request in the usual case: the key's current version, which is the recorded one. Anything
+        # else (replaced, deleted, unreadable without a version id) is decided from the key's version
+        # listing, as before, and the recorded version is then read by its id. No listing of the whole
+        # prefix is held in memory.
+        obj = None
         try:
-            obj = s3.get_object(Bucket=b, Key=key, VersionId=version_id)
-        except s3.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            problems.append(Problem("missing", key, f"recorded version {version_id} cannot be read ({code})"))
-            return problems, 0
+            current = s3.get_object(Bucket=b, Key=key)
+        except s3.exceptions.ClientError:
+            current = None
+        if current is not None and current.get("VersionId") == version_id:
+            obj = current
+        else:
+            if current is not None:
+                current["Body"].close()
+            problems += current_version_problems(b, key, version_id)
+        if obj is None:
+            try:
+                obj = s3.get_object(Bucket=b, Key=key, VersionId=version_id)
+            except s3.exceptions.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                problems.append(
+                    Problem("missing", key, f"recorded version {version_id} cannot be read ({code})")
+                )
+                return problems, 0
         h = hashlib.sha256()
         size = 0
         body = obj["Body"]

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from attestly.archive.failpoints import EXIT_CODE
+from attestly.failpoints import EXIT_CODE
 from attestly.ledger import Ledger
 from tests.integration import test_archive_support as support
 from tests.integration.test_archive_support import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attestly.archive.failpoints import DISPOSAL_FAILPOINTS, EXIT_CODE
+from attestly.failpoints import DISPOSAL_FAILPOINTS, EXIT_CODE
 from tests.integration import test_archive_support as support
 from tests.integration.test_disposal_support import (
     PCI_DUE,

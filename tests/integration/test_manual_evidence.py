@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from attestly.archive.failpoints import EXIT_CODE, MANUAL_FAILPOINTS
+from attestly.failpoints import EXIT_CODE, MANUAL_FAILPOINTS
 
 pytestmark = pytest.mark.integration
 

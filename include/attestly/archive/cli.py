@@ -8,50 +8,17 @@ found a problem (a restore that does not reconcile), 2 bad input (the message na
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import sys
-from datetime import date
 from typing import Any
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+from attestly.cliutil import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
+from attestly.cliutil import error as _error
+from attestly.cliutil import open_context as _context
+from attestly.cliutil import parse_date as _date
+from attestly.cliutil import print_json as _print_json
+from attestly.cliutil import who as _who
 
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _error(message: str) -> int:
-    print(f"attestly: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _stack_env() -> None:
-    """The local stack's connections where it runs (development checkouts): see ``attestly.cli.stack_env``."""
-    from attestly.cli import stack_env
-
-    stack_env()
-
-
-def _who() -> str:
-    try:
-        return f"attestly-cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "attestly-cli"
-
-
-def _context(run_id: str) -> Any:
-    from attestly.archive.context import ArchiveContext
-
-    _stack_env()
-    return ArchiveContext.open(run_id=run_id)
+__all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "register"]
 
 
 # ----------------------------------------------------------------------------------------------- holds
@@ -59,7 +26,7 @@ def _context(run_id: str) -> Any:
 
 def cmd_hold_add(args: argparse.Namespace) -> int:
     from attestly.archive.errors import HoldError
-    from attestly.archive.holds import add_hold
+    from attestly.holds import add_hold
 
     with _context("cli:hold-add") as ctx:
         try:
@@ -83,7 +50,7 @@ def cmd_hold_add(args: argparse.Namespace) -> int:
 
 
 def cmd_hold_list(args: argparse.Namespace) -> int:
-    from attestly.archive.holds import list_holds
+    from attestly.holds import list_holds
 
     with _context("cli:hold-list") as ctx:
         holds = list_holds(ctx.journal.conn, include_released=args.all)
@@ -111,7 +78,7 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
 
 def cmd_hold_release(args: argparse.Namespace) -> int:
     from attestly.archive.errors import HoldError
-    from attestly.archive.holds import release_hold
+    from attestly.holds import release_hold
 
     with _context("cli:hold-release") as ctx:
         try:

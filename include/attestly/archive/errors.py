@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ArchiveError(RuntimeError):
     """Base class: the archive workflow refused or failed."""
@@ -25,6 +27,8 @@ class VerificationMismatch(ArchiveError):
     def __init__(self, batch_id: str, problems: list[str]) -> None:
         self.batch_id = batch_id
         self.problems = problems
+        #: The ``fail`` evidence item recorded for this mismatch (set by the runner), if any.
+        self.recorded: dict[str, Any] | None = None
         super().__init__(f"archive batch {batch_id} failed verification, NOT purged: " + "; ".join(problems))
 
 
@@ -32,5 +36,14 @@ class PurgeRefused(ArchiveError):
     """The rows in the database no longer match what was verified; nothing was deleted."""
 
 
-class HoldError(ValueError):
-    """A legal-hold request that cannot be done as asked (bad criteria, unknown or released hold)."""
+from attestly.holds import HoldError  # noqa: E402  (defined with the holds; kept here for existing imports)
+
+__all__ = [
+    "ArchiveConfigError",
+    "ArchiveError",
+    "BatchNotFound",
+    "HoldError",
+    "ObjectConflict",
+    "PurgeRefused",
+    "VerificationMismatch",
+]

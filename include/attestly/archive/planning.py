@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.archive.journal import Batch
 from attestly.policy import EffectiveRetention, RetentionPolicy, add_months
 
@@ -115,31 +115,30 @@ def plan(ctx: ArchiveContext, *, as_of: date) -> PlanResult:
     conn = ctx.reader()
     ts = sql.Identifier(layout.timestamp_column)
     sel = sql.Identifier(layout.selector_column)
-    found: dict[tuple[str, date], Scope] = {}
     all_scopes = scopes(ctx.policy.retention)
-    for scope in all_scopes:
-        cutoff = datetime.combine(scope.first_online_month(as_of), time(), tzinfo=UTC)
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT DISTINCT date_trunc('month', {ts} AT TIME ZONE 'UTC')::date FROM {t} "
-                "WHERE {ts} < %s AND {sel} = ANY(%s)"
-            ).format(ts=ts, t=layout.ident(), sel=sel),
-            (cutoff, list(scope.values)),
-        ).fetchall()
-        for (month,) in rows:
-            found[(scope.class_name, month)] = scope
-    classified = sorted({v for s in all_scopes for v in s.values})
-    oldest_cutoff = min(
-        (datetime.combine(s.first_online_month(as_of), time(), tzinfo=UTC) for s in all_scopes),
-        default=datetime.combine(as_of, time(), tzinfo=UTC),
-    )
-    unclassified = conn.execute(
-        sql.SQL("SELECT count(*) FROM {t} WHERE {ts} < %s AND ({sel} IS NULL OR NOT {sel} = ANY(%s))").format(
-            t=layout.ident(), ts=ts, sel=sel
-        ),
-        (oldest_cutoff, classified),
-    ).fetchone()
+    cutoffs = {s.class_name: s.first_online_month(as_of) for s in all_scopes}
+    oldest_cutoff = min(cutoffs.values(), default=month_floor(as_of))
+    newest_cutoff = max(cutoffs.values(), default=month_floor(as_of))
+    # One grouped scan instead of one per scope: rows before the latest cutoff, per selector value and
+    # month. Cutoffs are month starts, so a row is before a scope's cutoff exactly when its month is.
+    grouped = conn.execute(
+        sql.SQL(
+            "SELECT {sel}, date_trunc('month', {ts} AT TIME ZONE 'UTC')::date, count(*) FROM {t} "
+            "WHERE {ts} < %s GROUP BY 1, 2"
+        ).format(ts=ts, t=layout.ident(), sel=sel),
+        (datetime.combine(newest_cutoff, time(), tzinfo=UTC),),
+    ).fetchall()
     conn.commit()
+    scope_of = {v: s for s in all_scopes for v in s.values}
+    found: dict[tuple[str, date], Scope] = {}
+    n_unclassified = 0
+    for value, month, count in grouped:
+        scope = scope_of.get(value) if value is not None else None
+        if scope is None:
+            if month < oldest_cutoff:
+                n_unclassified += int(count)
+        elif month < cutoffs[scope.class_name]:
+            found[(scope.class_name, month)] = scope
 
     by_name = {s.class_name: s for s in all_scopes}
     batches: dict[str, Batch] = {}
@@ -185,7 +184,6 @@ def plan(ctx: ArchiveContext, *, as_of: date) -> PlanResult:
             p["month"],
             p["dispose_after"],
         )
-    n_unclassified = int(unclassified[0]) if unclassified else 0
     if n_unclassified:
         log.warning(
             "%d rows older than the shortest online period belong to no retention class (%s is NULL or "

@@ -28,9 +28,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.archive.errors import ArchiveConfigError, PurgeRefused
-from attestly.archive.holds import audit_active_holds, list_holds, mirror_holds
+from attestly.holds import audit_active_holds, list_holds, mirror_holds
 
 if TYPE_CHECKING:
     from datetime import date

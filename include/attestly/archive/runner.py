@@ -1,24 +1,27 @@
 """The archive workflow, step by step; each step is idempotent and resumes from the journal.
 
-``plan`` -> ``archive_batch`` (upload, verify) per batch -> ``purge_due`` per (table, month) ->
-``record_due`` (manifest evidence + ledger). :func:`run_all` runs them in order, as the DAG does in
-separate tasks. Killing the process anywhere and running again ends in the same state as one
-uninterrupted run: every row either still in the database or in exactly one verified object (held rows:
+``plan_due`` -> ``archive_batches`` (upload, verify, per batch) -> ``purge_due`` per (table, month) ->
+``record_due`` (manifest evidence + ledger). These are the only orchestration functions: the DAG's tasks
+(:mod:`attestly.workflows.retention`) call them one per task, :func:`run_all` (the CLI, the benches and
+the crash tests) calls them in order, so the kill-at-every-failpoint suite covers the code the DAG runs.
+
+Killing the process anywhere and running again ends in the same state as one uninterrupted run: every row either still in the database or in exactly one verified object (held rows:
 both, by design), one object version per batch, one manifest per purge.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.archive.context import release_memory
 from attestly.archive.errors import ArchiveError, PurgeRefused, VerificationMismatch
-from attestly.archive.holds import reconcile_holds
 from attestly.archive.manifest import record_failure, record_manifest
 from attestly.archive.planning import PlanResult, plan
+from attestly.holds import reconcile_holds
 
 if TYPE_CHECKING:
     from attestly.archive.context import ArchiveContext
@@ -61,8 +64,8 @@ def _ensure_uploaded(ctx: ArchiveContext, batch: Batch, key: DataKey) -> dict[st
 def archive_batch(ctx: ArchiveContext, batch: Batch) -> dict[str, Any]:
     """Upload and verify one batch, from wherever its journal says it is. Returns ``{batch_id, state}``.
 
-    Raises :class:`VerificationMismatch` (after recording a ``fail`` evidence item) when the read-back
-    differs from the database.
+    Raises :class:`VerificationMismatch` when the read-back differs from the database, after recording a
+    ``fail`` evidence item (once per distinct failure), which the exception carries as ``recorded``.
     """
     from attestly.archive.verify import verify_batch
 
@@ -82,7 +85,7 @@ def archive_batch(ctx: ArchiveContext, batch: Batch) -> dict[str, Any]:
                 try:
                     details, figures = verify_batch(ctx, batch, uploaded=last.details, data_key=key)
                 except VerificationMismatch as exc:
-                    record_failure(ctx, batch, exc.problems)
+                    exc.recorded = record_failure(ctx, batch, exc.problems)
                     raise
             release_memory()
             ctx.journal.add_subjects(batch.batch_id, figures.subjects)
@@ -91,6 +94,43 @@ def archive_batch(ctx: ArchiveContext, batch: Batch) -> dict[str, Any]:
                 reconcile_holds(ctx)
             failpoints.hit("archive.after_verify")
         return {"batch_id": batch.batch_id, "state": last.state}
+
+
+def plan_due(ctx: ArchiveContext, *, as_of: date) -> PlanResult:
+    """Plan the batches due at ``as_of`` (refused, and the refusal ledgered, if ``as_of`` is in the future
+    by the trusted clock); creates their archive keys."""
+    return plan(ctx, as_of=as_of)
+
+
+@dataclass
+class BatchesOutcome:
+    """What :func:`archive_batches` did: each batch's state, the failures (batch id -> message) and the
+    evidence recorded (``fail`` items of batches that did not verify)."""
+
+    states: dict[str, str]
+    failures: dict[str, str] = field(default_factory=dict)
+    recorded: list[dict[str, Any]] = field(default_factory=list)
+
+    def raise_for_failures(self) -> None:
+        if self.failures:
+            raise ArchiveRunFailed(self.failures)
+
+
+def archive_batches(ctx: ArchiveContext, batches: list[Batch]) -> BatchesOutcome:
+    """Upload and verify each batch (:func:`archive_batch`). A batch that fails does not stop the others;
+    the outcome lists the failures and the ``fail`` evidence recorded for verification mismatches."""
+    failures: dict[str, str] = {}
+    recorded: list[dict[str, Any]] = []
+    for batch in batches:
+        try:
+            archive_batch(ctx, batch)
+        except VerificationMismatch as exc:
+            failures[batch.batch_id] = str(exc)
+            if exc.recorded is not None:
+                recorded.append(exc.recorded)
+        except ArchiveError as exc:
+            failures[batch.batch_id] = str(exc)
+    return BatchesOutcome(states=states(ctx, batches), failures=failures, recorded=recorded)
 
 
 def purge_due(ctx: ArchiveContext, batches: list[Batch]) -> list[dict[str, Any]]:
@@ -135,14 +175,10 @@ def states(ctx: ArchiveContext, batches: list[Batch]) -> dict[str, str]:
 def run_all(ctx: ArchiveContext, *, as_of: date) -> dict[str, Any]:
     """Plan, archive, purge and record everything due at ``as_of``. Raises :class:`ArchiveRunFailed` at
     the end if any batch failed (the others are done)."""
-    planned: PlanResult = plan(ctx, as_of=as_of)
+    planned = plan_due(ctx, as_of=as_of)
     batches = list(planned.batches)
-    failures: dict[str, str] = {}
-    for batch in batches:
-        try:
-            archive_batch(ctx, batch)
-        except ArchiveError as exc:
-            failures[batch.batch_id] = str(exc)
+    archived = archive_batches(ctx, batches)
+    failures = dict(archived.failures)
     purged: list[dict[str, Any]] = []
     try:
         purged = purge_due(ctx, batches)
@@ -153,7 +189,10 @@ def run_all(ctx: ArchiveContext, *, as_of: date) -> dict[str, Any]:
         "plan": planned.to_dict(),
         "states": states(ctx, batches),
         "purged": purged,
-        "evidence": [{k: r[k] for k in ("batch_id", "sha256", "collector", "result")} for r in recorded],
+        "evidence": [
+            {k: r[k] for k in ("batch_id", "sha256", "collector", "result")}
+            for r in [*archived.recorded, *recorded]
+        ],
         "failures": failures,
     }
     if failures:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.archive.errors import ArchiveError, ObjectConflict
 
 if TYPE_CHECKING:

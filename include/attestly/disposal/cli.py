@@ -9,20 +9,16 @@ material.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from datetime import UTC, date, datetime
 from typing import Any
 
-from attestly.archive.cli import EXIT_OK, EXIT_PROBLEM, _context, _date, _error, _print_json
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
+from attestly.cliutil import EXIT_OK, EXIT_PROBLEM
+from attestly.cliutil import error as _error
+from attestly.cliutil import open_context as _context
+from attestly.cliutil import os_user as _user
+from attestly.cliutil import parse_date as _date
+from attestly.cliutil import print_json as _print_json
 
 # ------------------------------------------------------------------------------------------- erasure
 
@@ -33,7 +29,7 @@ def cmd_erase_request(args: argparse.Namespace) -> int:
     with _context("cli:erase-request") as ctx:
         try:
             req = request_erasure(
-                ctx.journal.conn,
+                ctx.db,
                 ctx.ledger,
                 subject_id=args.subject,
                 reason=args.reason,
@@ -57,7 +53,7 @@ def cmd_erase_approve(args: argparse.Namespace) -> int:
 
     with _context("cli:erase-approve") as ctx:
         try:
-            req = approve_erasure(ctx.journal.conn, ctx.ledger, args.request_id, approved_by=args.approved_by)
+            req = approve_erasure(ctx.db, ctx.ledger, args.request_id, approved_by=args.approved_by)
         except ErasureError as exc:
             return _error(str(exc))
     if args.json:
@@ -75,7 +71,7 @@ def erase_status(ctx: Any) -> list[dict[str, Any]]:
     from attestly.disposal.erasure import list_requests
     from attestly.disposal.planning import active_hold_batches, subject_holds
 
-    requests = list_requests(ctx.journal.conn)
+    requests = list_requests(ctx.db)
     held = active_hold_batches(ctx) if any(r.state == "approved" for r in requests) else {}
     out = []
     for r in requests:
@@ -145,7 +141,7 @@ def disposal_status(ctx: Any, as_of: date) -> dict[str, Any]:
     from attestly.disposal.planning import plan
 
     p = plan(ctx, as_of=as_of, projection=True)
-    conn = ctx.journal.conn
+    conn = ctx.db
     certs = conn.execute(
         "SELECT c.certificate_id, c.issued_at, c.run_id, c.body->'totals', "
         "(SELECT array_agg(k.key_id ORDER BY k.key_id) FROM attestly.disposal_certificate_keys k "

@@ -33,8 +33,8 @@ from attestly.disposal.erasure import ErasureRequest, list_requests, subject_sha
 from attestly.policy import add_months
 
 if TYPE_CHECKING:
-    from attestly.archive.context import ArchiveContext
     from attestly.archive.journal import Batch
+    from attestly.runcontext import RunContext
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class DisposalPlan:
         }
 
 
-def key_retention(ctx: ArchiveContext, class_name: str) -> Any:
+def key_retention(ctx: RunContext, class_name: str) -> Any:
     """The effective retention of an archive key's class (``a+b`` for rows in several); KeyError if a
     class is no longer in the policy."""
     eff = ctx.policy.retention.effective_for_classes(class_name.split("+"))
@@ -115,16 +115,16 @@ def key_retention(ctx: ArchiveContext, class_name: str) -> Any:
     return eff
 
 
-def _batches_by_key(ctx: ArchiveContext) -> dict[str, list[Batch]]:
+def _batches_by_key(ctx: RunContext) -> dict[str, list[Batch]]:
     out: dict[str, list[Batch]] = {}
     for b in ctx.journal.batches():
         out.setdefault(b.key_id, []).append(b)
     return out
 
 
-def active_hold_batches(ctx: ArchiveContext) -> dict[str, set[str]]:
+def active_hold_batches(ctx: RunContext) -> dict[str, set[str]]:
     """batch id -> active holds covering it (after bringing the coverage up to date)."""
-    from attestly.archive.holds import reconcile_holds
+    from attestly.holds import reconcile_holds
 
     with ctx.journal.hold_lock():
         covered = reconcile_holds(ctx)
@@ -140,9 +140,9 @@ def _archive_scope(key_id: str, class_name: str, month: date) -> dict[str, Any]:
 
 
 def plan_archive_keys(
-    ctx: ArchiveContext, as_of: date, held_batches: dict[str, set[str]]
+    ctx: RunContext, as_of: date, held_batches: dict[str, set[str]]
 ) -> tuple[list[DueKey], list[Blocked]]:
-    conn = ctx.journal.conn
+    conn = ctx.db
     rows = conn.execute(
         "SELECT key_id, class_name, month FROM attestly.data_keys "
         "WHERE kind = 'archive' AND destroyed_at IS NULL ORDER BY key_id"
@@ -227,13 +227,13 @@ def plan_archive_keys(
     return due, blocked
 
 
-def subject_holds(ctx: ArchiveContext, subject_id: str, held_batches: dict[str, set[str]]) -> list[str]:
+def subject_holds(ctx: RunContext, subject_id: str, held_batches: dict[str, set[str]]) -> list[str]:
     """Active holds that select any row of the subject, live or archived."""
     from psycopg import sql
 
-    from attestly.archive.holds import list_holds
+    from attestly.holds import list_holds
 
-    holds = [h for h in list_holds(ctx.journal.conn) if h.active]
+    holds = [h for h in list_holds(ctx.db) if h.active]
     if not holds:
         return []
     found = {h.hold_id for h in holds if h.subject_id == subject_id}
@@ -255,7 +255,7 @@ def subject_holds(ctx: ArchiveContext, subject_id: str, held_batches: dict[str, 
             if hit and hit[0]:
                 found.add(h.hold_id)
         conn.commit()
-    jconn = ctx.journal.conn
+    jconn = ctx.db
     archived = [
         r[0]
         for r in jconn.execute(
@@ -269,9 +269,9 @@ def subject_holds(ctx: ArchiveContext, subject_id: str, held_batches: dict[str, 
 
 
 def plan_subject_keys(
-    ctx: ArchiveContext, held_batches: dict[str, set[str]]
+    ctx: RunContext, held_batches: dict[str, set[str]]
 ) -> tuple[list[DueKey], list[Blocked], list[ErasureRequest]]:
-    conn = ctx.journal.conn
+    conn = ctx.db
     approved = list_requests(conn, state="approved")
     by_subject: dict[str, list[ErasureRequest]] = {}
     for r in approved:
@@ -311,7 +311,7 @@ def plan_subject_keys(
     return due, blocked, ready
 
 
-def plan_unarchived_rows(ctx: ArchiveContext, as_of: date) -> list[Blocked]:
+def plan_unarchived_rows(ctx: RunContext, as_of: date) -> list[Blocked]:
     """Rows still in the database past their whole retention: they were never archived (retention_archive
     does not archive data whose retention has ended), so no key covers them. Attestly does not delete
     unarchived rows on its own; each (class, month) is reported for a decision."""
@@ -352,9 +352,9 @@ def plan_unarchived_rows(ctx: ArchiveContext, as_of: date) -> list[Blocked]:
     return out
 
 
-def pending_keys(ctx: ArchiveContext) -> list[str]:
+def pending_keys(ctx: RunContext) -> list[str]:
     """Keys destroyed in the registry and not yet covered by a certificate."""
-    conn = ctx.journal.conn
+    conn = ctx.db
     rows = conn.execute(
         "SELECT k.key_id FROM attestly.data_keys k WHERE k.destroyed_at IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM attestly.disposal_certificate_keys c WHERE c.key_id = k.key_id) ORDER BY k.key_id"
@@ -363,7 +363,7 @@ def pending_keys(ctx: ArchiveContext) -> list[str]:
     return [r[0] for r in rows]
 
 
-def plan(ctx: ArchiveContext, *, as_of: date, projection: bool = False) -> DisposalPlan:
+def plan(ctx: RunContext, *, as_of: date, projection: bool = False) -> DisposalPlan:
     """Everything due, blocked and pending at ``as_of`` (reads only; S3 legal holds are reconciled).
 
     Unless ``projection`` (a what-if for ``disposal status``, never acted on), ``as_of`` must not be after
@@ -372,9 +372,7 @@ def plan(ctx: ArchiveContext, *, as_of: date, projection: bool = False) -> Dispo
     if not projection:
         from attestly.clock import require_due_date
 
-        require_due_date(
-            ctx.journal.conn, as_of=as_of, workflow="key_disposal", run_id=ctx.run_id, ledger=ctx.ledger
-        )
+        require_due_date(ctx.db, as_of=as_of, workflow="key_disposal", run_id=ctx.run_id, ledger=ctx.ledger)
     held = active_hold_batches(ctx)
     archive_due, archive_blocked = plan_archive_keys(ctx, as_of, held)
     subject_due, subject_blocked, ready = plan_subject_keys(ctx, held)

@@ -30,14 +30,14 @@ from attestly.evidence import iso
 from attestly.keys import KeyDestroyed
 
 if TYPE_CHECKING:
-    from attestly.archive.context import ArchiveContext
     from attestly.keys import KeyRecord
+    from attestly.runcontext import RunContext
 
 SAMPLE_OBJECTS = 3
 SAMPLE_ROWS = 5
 
 
-def _registry_check(ctx: ArchiveContext, rec: KeyRecord, problems: list[str]) -> dict[str, Any]:
+def _registry_check(ctx: RunContext, rec: KeyRecord, problems: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "material_present": rec.has_material,
         "destroyed_at": iso(rec.destroyed_at) if rec.destroyed_at else None,
@@ -54,7 +54,7 @@ def _registry_check(ctx: ArchiveContext, rec: KeyRecord, problems: list[str]) ->
     return out
 
 
-def kms_state(ctx: ArchiveContext, kms_key_id: str) -> dict[str, Any]:
+def kms_state(ctx: RunContext, kms_key_id: str) -> dict[str, Any]:
     kms = ctx.registry.kms
     try:
         meta = kms.describe_key(KeyId=kms_key_id)["KeyMetadata"]
@@ -95,7 +95,7 @@ def kms_destruction(kms: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     return {"status": "not_scheduled", "detail": f"the KMS key is {state}"}
 
 
-def _kms_check(ctx: ArchiveContext, rec: KeyRecord, problems: list[str]) -> dict[str, Any]:
+def _kms_check(ctx: RunContext, rec: KeyRecord, problems: list[str]) -> dict[str, Any]:
     out = kms_state(ctx, rec.kms_key_id)
     out["dedicated"] = rec.dedicated_kms_key
     if rec.dedicated_kms_key:
@@ -107,7 +107,7 @@ def _kms_check(ctx: ArchiveContext, rec: KeyRecord, problems: list[str]) -> dict
     return out
 
 
-def _object_state(ctx: ArchiveContext, batch: Any) -> dict[str, Any]:
+def _object_state(ctx: RunContext, batch: Any) -> dict[str, Any]:
     from attestly.archive.upload import read_lock
 
     version = batch_version(ctx, batch)
@@ -138,12 +138,12 @@ def _object_state(ctx: ArchiveContext, batch: Any) -> dict[str, Any]:
     return obj
 
 
-def _archive_rows(ctx: ArchiveContext, batch_id: str) -> int:
+def _archive_rows(ctx: RunContext, batch_id: str) -> int:
     entry = ctx.journal.last_in_state(batch_id, "verified")
     return int(entry.details["archive"]["rows"]) if entry else 0
 
 
-def prove_archive_key(ctx: ArchiveContext, rec: KeyRecord) -> dict[str, Any]:
+def prove_archive_key(ctx: RunContext, rec: KeyRecord) -> dict[str, Any]:
     problems: list[str] = []
     proof: dict[str, Any] = {
         "registry": _registry_check(ctx, rec, problems),
@@ -172,7 +172,7 @@ def prove_archive_key(ctx: ArchiveContext, rec: KeyRecord) -> dict[str, Any]:
     return proof
 
 
-def _archive_control(ctx: ArchiveContext, key_id: str, problems: list[str]) -> dict[str, Any]:
+def _archive_control(ctx: RunContext, key_id: str, problems: list[str]) -> dict[str, Any]:
     """Open one object under another live archive key: the read path itself still works."""
     live = {r.key_id for r in ctx.registry.records(kind="archive") if r.has_material}
     states = ctx.journal.states()
@@ -196,7 +196,7 @@ def _archive_control(ctx: ArchiveContext, key_id: str, problems: list[str]) -> d
     return {"read": "none: no other live archive key has an archived object to compare with"}
 
 
-def prove_subject_key(ctx: ArchiveContext, rec: KeyRecord) -> dict[str, Any]:
+def prove_subject_key(ctx: RunContext, rec: KeyRecord) -> dict[str, Any]:
     from attestly.keys import PhiVault
 
     problems: list[str] = []
@@ -242,7 +242,7 @@ def prove_subject_key(ctx: ArchiveContext, rec: KeyRecord) -> dict[str, Any]:
     return proof
 
 
-def _count_live(ctx: ArchiveContext, subject: str, key_id: str) -> int:
+def _count_live(ctx: RunContext, subject: str, key_id: str) -> int:
     from psycopg import sql
 
     src = ctx.policy.sources
@@ -259,7 +259,7 @@ def _count_live(ctx: ArchiveContext, subject: str, key_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _subject_control(ctx: ArchiveContext, vault: Any, subject: str, problems: list[str]) -> dict[str, Any]:
+def _subject_control(ctx: RunContext, vault: Any, subject: str, problems: list[str]) -> dict[str, Any]:
     """Decrypt one live row of another subject whose key is live."""
     from psycopg import sql
 
@@ -289,7 +289,7 @@ def _subject_control(ctx: ArchiveContext, vault: Any, subject: str, problems: li
     return {"read": "none: no other subject with a live key has PHI to compare with"}
 
 
-def prove(ctx: ArchiveContext, key_id: str) -> dict[str, Any]:
+def prove(ctx: RunContext, key_id: str) -> dict[str, Any]:
     rec = ctx.registry.record(key_id)
     if rec.kind == "archive":
         return prove_archive_key(ctx, rec)

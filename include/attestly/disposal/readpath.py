@@ -22,9 +22,9 @@ from attestly.keys import KeyDestroyed, KeyNotFound, KeyUnavailable, PhiDecryptE
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
-    from attestly.archive.context import ArchiveContext
     from attestly.archive.journal import Batch
     from attestly.keys import PhiVault
+    from attestly.runcontext import RunContext
 
 #: Why a read failed, for each exception the read path raises by design.
 REFUSALS: tuple[type[Exception], ...] = (KeyDestroyed, KeyUnavailable, KeyNotFound)
@@ -35,13 +35,13 @@ def refusal(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-def batch_version(ctx: ArchiveContext, batch: Batch) -> str | None:
+def batch_version(ctx: RunContext, batch: Batch) -> str | None:
     """The object version of a batch (the first upload), or None if it was never uploaded."""
     uploaded = ctx.journal.last_in_state(batch.batch_id, "uploaded")
     return None if uploaded is None else str(uploaded.details["version_id"])
 
 
-def open_batch(ctx: ArchiveContext, batch: Batch) -> tuple[pq.ParquetFile, dict[str, Any]]:
+def open_batch(ctx: RunContext, batch: Batch) -> tuple[pq.ParquetFile, dict[str, Any]]:
     """The decrypted Parquet view of a batch's object and its metadata.
 
     Raises :class:`~attestly.keys.KeyDestroyed` / :class:`~attestly.keys.KeyUnavailable` when the batch's
@@ -89,7 +89,7 @@ class PhiRow:
         }
 
 
-def _columns(ctx: ArchiveContext) -> dict[str, str]:
+def _columns(ctx: RunContext) -> dict[str, str]:
     src = ctx.policy.sources
     out = {}
     for logical in (
@@ -130,7 +130,7 @@ def _decrypt(
 
 
 def live_rows(
-    ctx: ArchiveContext,
+    ctx: RunContext,
     vault: PhiVault,
     subject_id: str,
     *,
@@ -172,7 +172,7 @@ def live_rows(
 
 
 def archived_rows(
-    ctx: ArchiveContext,
+    ctx: RunContext,
     vault: PhiVault,
     subject_id: str,
     *,
@@ -187,7 +187,7 @@ def archived_rows(
     import pyarrow.compute as pc
 
     c = _columns(ctx)
-    conn = ctx.journal.conn
+    conn = ctx.db
     batch_ids = [
         r[0]
         for r in conn.execute(
@@ -265,7 +265,7 @@ class SubjectPhi:
         return out
 
 
-def subject_phi(ctx: ArchiveContext, subject_id: str, *, vault: PhiVault | None = None) -> SubjectPhi:
+def subject_phi(ctx: RunContext, subject_id: str, *, vault: PhiVault | None = None) -> SubjectPhi:
     """Every row of ``subject_id``, live and archived, with its PHI decrypted where it still can be."""
     from attestly.keys import PhiVault
 

@@ -4,7 +4,9 @@
 for deletion, ``destroyed`` journal row) -> ``verify`` (the proof, ``verified`` journal row) ->
 ``certify`` (one certificate frozen in ``attestly.disposal_certificates`` with the keys and requests it
 covers, in one transaction; then stored as ``disposal.certificate`` evidence and ledgered, kind
-``disposal``). :func:`run_all` runs them in order, as the DAG does in separate tasks.
+``disposal``). The orchestration functions :func:`plan_due`, :func:`destroy_due`, :func:`verify` and
+:func:`certify_due` are what the DAG's tasks (:mod:`attestly.workflows.disposal`) call, one per task;
+:func:`run_all` (``attestly disposal run``, the crash tests) calls the same ones in order.
 
 Killing the process anywhere and running again ends in the same state as one uninterrupted run: each
 key destroyed once (``destroyed_by_run`` names the run that did it), one ``destroyed`` and one
@@ -23,12 +25,12 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive import failpoints
+from attestly import failpoints
 from attestly.disposal.planning import Blocked, DisposalPlan, plan
 from attestly.evidence import EvidenceItem, Finding, Method, Population, canonical_json_v1, iso
 
 if TYPE_CHECKING:
-    from attestly.archive.context import ArchiveContext
+    from attestly.runcontext import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,8 @@ class DisposalFailed(RuntimeError):
 # -------------------------------------------------------------------------------------------- journal
 
 
-def _steps(ctx: ArchiveContext, state: str) -> dict[str, dict[str, Any]]:
-    conn = ctx.journal.conn
+def _steps(ctx: RunContext, state: str) -> dict[str, dict[str, Any]]:
+    conn = ctx.db
     rows = conn.execute(
         "SELECT key_id, at, run_id, details FROM attestly.disposal_steps WHERE state = %s", (state,)
     ).fetchall()
@@ -69,10 +71,10 @@ def _steps(ctx: ArchiveContext, state: str) -> dict[str, dict[str, Any]]:
     return {r[0]: {"at": r[1], "run_id": r[2], "details": r[3]} for r in rows}
 
 
-def _add_step(ctx: ArchiveContext, key_id: str, state: str, details: dict[str, Any]) -> None:
+def _add_step(ctx: RunContext, key_id: str, state: str, details: dict[str, Any]) -> None:
     from psycopg.types.json import Jsonb
 
-    conn = ctx.journal.conn
+    conn = ctx.db
     with conn.transaction():
         conn.execute(
             "INSERT INTO attestly.disposal_steps (key_id, state, run_id, details) VALUES (%s, %s, %s, %s) "
@@ -84,7 +86,7 @@ def _add_step(ctx: ArchiveContext, key_id: str, state: str, details: dict[str, A
 # --------------------------------------------------------------------------------------------- report
 
 
-def report_blocks(ctx: ArchiveContext, blocked: list[Blocked], *, as_of: date) -> list[dict[str, Any]]:
+def report_blocks(ctx: RunContext, blocked: list[Blocked], *, as_of: date) -> list[dict[str, Any]]:
     """Ledger each distinct block once and e-mail the owners of the disposal controls about new ones."""
     new = []
     for b in blocked:
@@ -105,13 +107,12 @@ def report_blocks(ctx: ArchiveContext, blocked: list[Blocked], *, as_of: date) -
     return new
 
 
-def _mail_blocks(ctx: ArchiveContext, new: list[dict[str, Any]], *, as_of: date) -> None:
+def _mail_blocks(ctx: RunContext, new: list[dict[str, Any]], *, as_of: date) -> None:
     from html import escape
 
     from attestly.notify import NotifyError, send_email
-    from attestly.workflows.common import owners_of
 
-    owners = owners_of([COLLECTOR], ctx.policy)
+    owners = ctx.policy.owners_for([COLLECTOR])
     items = "".join(
         f"<li><b>{escape(str(b['ident']))}</b> ({escape(b['why'])}): {escape(b['detail'])}</li>" for b in new
     )
@@ -129,7 +130,7 @@ def _mail_blocks(ctx: ArchiveContext, new: list[dict[str, Any]], *, as_of: date)
 # -------------------------------------------------------------------------------------------- destroy
 
 
-def destroy(ctx: ArchiveContext, p: DisposalPlan) -> list[dict[str, Any]]:
+def destroy(ctx: RunContext, p: DisposalPlan) -> list[dict[str, Any]]:
     """Destroy every due key and finish every pending one. Returns one summary per key (no material)."""
     from attestly.disposal.proof import kms_state
     from attestly.keys import KeyRegistryError
@@ -169,7 +170,7 @@ def destroy(ctx: ArchiveContext, p: DisposalPlan) -> list[dict[str, Any]]:
     return out
 
 
-def _window(ctx: ArchiveContext, rec: Any) -> int:
+def _window(ctx: RunContext, rec: Any) -> int:
     from attestly.disposal.planning import key_retention
 
     if rec.kind == "archive" and rec.class_name:
@@ -183,7 +184,7 @@ def _window(ctx: ArchiveContext, rec: Any) -> int:
 # --------------------------------------------------------------------------------------------- verify
 
 
-def verify(ctx: ArchiveContext) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+def verify(ctx: RunContext) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Prove every destroyed, unverified key; returns (summaries, problems by key)."""
     from attestly.disposal.proof import prove
 
@@ -207,7 +208,7 @@ def verify(ctx: ArchiveContext) -> tuple[list[dict[str, Any]], dict[str, list[st
     return out, problems
 
 
-def record_failure(ctx: ArchiveContext, problems: dict[str, list[str]]) -> dict[str, Any]:
+def record_failure(ctx: RunContext, problems: dict[str, list[str]]) -> dict[str, Any]:
     """A ``fail`` item naming each key whose destruction could not be proven."""
     from attestly.recording import record_evidence
 
@@ -241,7 +242,7 @@ def record_failure(ctx: ArchiveContext, problems: dict[str, list[str]]) -> dict[
 
 
 def _key_entry(
-    ctx: ArchiveContext, key_id: str, destroyed: dict[str, Any], verified: dict[str, Any]
+    ctx: RunContext, key_id: str, destroyed: dict[str, Any], verified: dict[str, Any]
 ) -> dict[str, Any]:
     from attestly.disposal.erasure import subject_sha256
     from attestly.disposal.planning import key_retention
@@ -291,7 +292,7 @@ def _key_entry(
             "live_rows": 0,
         }
     else:
-        conn = ctx.journal.conn
+        conn = ctx.db
         reqs = conn.execute(
             "SELECT r.request_id, r.reason, r.requested_by, a.approved_by FROM attestly.erasure_requests r "
             "JOIN attestly.erasure_approvals a ON a.request_id = r.request_id WHERE r.subject_id = %s "
@@ -317,12 +318,12 @@ def _key_entry(
     return entry
 
 
-def _issue(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetime]) -> str | None:
+def _issue(ctx: RunContext, p: DisposalPlan, period: tuple[datetime, datetime]) -> str | None:
     """Freeze one certificate over every verified, uncertified key (and the requests they complete, plus
     approved requests of subjects with no live key left). Returns its id, or None if nothing is new."""
     from psycopg.types.json import Jsonb
 
-    conn = ctx.journal.conn
+    conn = ctx.db
     conn.execute("SELECT pg_advisory_lock(%s, 0)", (_LOCK,))  # one issuer at a time (session lock)
     conn.commit()
     try:
@@ -446,7 +447,7 @@ def _kms_words(entry: dict[str, Any]) -> str:
     return str(entry["kms"]["state"])
 
 
-def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
+def certificate_item(ctx: RunContext, body: dict[str, Any]) -> EvidenceItem:
     findings = []
     for e in body["keys"]:
         a = e["affected"]
@@ -502,11 +503,11 @@ def certificate_item(ctx: ArchiveContext, body: dict[str, Any]) -> EvidenceItem:
     )
 
 
-def record_certificates(ctx: ArchiveContext) -> list[dict[str, Any]]:
+def record_certificates(ctx: RunContext) -> list[dict[str, Any]]:
     """Store and ledger every issued certificate that is not in the ledger yet (idempotent)."""
     from attestly.recording import record_evidence
 
-    conn = ctx.journal.conn
+    conn = ctx.db
     rows = conn.execute(
         "SELECT certificate_id, body FROM attestly.disposal_certificates ORDER BY issued_at, certificate_id"
     ).fetchall()
@@ -547,21 +548,21 @@ def record_certificates(ctx: ArchiveContext) -> list[dict[str, Any]]:
     return out
 
 
-def certify(ctx: ArchiveContext, p: DisposalPlan, period: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+def certify(ctx: RunContext, p: DisposalPlan, period: tuple[datetime, datetime]) -> list[dict[str, Any]]:
     _issue(ctx, p, period)
     recorded = record_certificates(ctx)
     confirm_kms_deletions(ctx)
     return recorded
 
 
-def confirm_kms_deletions(ctx: ArchiveContext) -> list[dict[str, Any]]:
+def confirm_kms_deletions(ctx: RunContext) -> list[dict[str, Any]]:
     """Ledger (once per key) that a KMS deletion a certificate called *scheduled* can no longer be
     cancelled: the key is gone, or its deletion date has passed by the trusted clock. Until then the
     certificate's destruction stays *scheduled*."""
     from attestly.clock import trusted_now
     from attestly.disposal.proof import kms_destruction, kms_state
 
-    conn = ctx.journal.conn
+    conn = ctx.db
     rows = conn.execute(
         "SELECT certificate_id, body->'keys' FROM attestly.disposal_certificates "
         "WHERE body->'destruction'->>'status' = 'scheduled' ORDER BY issued_at"
@@ -605,16 +606,37 @@ def day_period(as_of: date) -> tuple[datetime, datetime]:
     return end - timedelta(days=1), end
 
 
-def run_all(
-    ctx: ArchiveContext, *, as_of: date, period: tuple[datetime, datetime] | None = None
-) -> dict[str, Any]:
-    """Plan, destroy, verify and certify everything due at ``as_of``. Raises :class:`DisposalFailed` at
-    the end when a key could not be proven destroyed (the others are certified)."""
+def plan_due(ctx: RunContext, *, as_of: date) -> tuple[DisposalPlan, list[dict[str, Any]]]:
+    """Plan what is due at ``as_of`` (refused, and the refusal ledgered, if ``as_of`` is in the future) and
+    report the blocks (ledgered; e-mailed when new). Returns the plan and the new blocks."""
     p = plan(ctx, as_of=as_of)
-    report_blocks(ctx, p.blocked, as_of=as_of)
-    destroyed = destroy(ctx, p)
+    return p, report_blocks(ctx, p.blocked, as_of=as_of)
+
+
+def destroy_due(ctx: RunContext, *, as_of: date) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Destroy every key due at ``as_of``, re-planned now (a hold placed since the plan is honoured), and
+    finish every pending one. Returns the summaries and the keys that could not be destroyed (key id ->
+    problems)."""
+    done = destroy(ctx, plan(ctx, as_of=as_of))
+    return done, {d["key_id"]: [d["error"]] for d in done if not d["destroyed"]}
+
+
+def certify_due(ctx: RunContext, *, as_of: date, period: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+    """Issue one certificate over every verified key not yet certified (blocks as planned now), store and
+    ledger it, and ledger KMS deletions that became final."""
+    return certify(ctx, plan(ctx, as_of=as_of), period)
+
+
+def run_all(
+    ctx: RunContext, *, as_of: date, period: tuple[datetime, datetime] | None = None
+) -> dict[str, Any]:
+    """Plan, destroy, verify and certify everything due at ``as_of`` — the functions the DAG's tasks call,
+    in the same order. Raises :class:`DisposalFailed` at the end when a key could not be destroyed or
+    proven destroyed (the others are certified)."""
+    p, _new_blocks = plan_due(ctx, as_of=as_of)
+    destroyed, errors = destroy_due(ctx, as_of=as_of)
     verified, problems = verify(ctx)
-    certified = certify(ctx, plan(ctx, as_of=as_of), period or day_period(as_of))
+    certified = certify_due(ctx, as_of=as_of, period=period or day_period(as_of))
     summary = {
         "plan": p.to_dict(),
         "destroyed": destroyed,
@@ -622,7 +644,6 @@ def run_all(
         "certificates": [{k: c[k] for k in ("certificate_id", "sha256", "result")} for c in certified],
         "problems": problems,
     }
-    errors = {d["key_id"]: [d["error"]] for d in destroyed if not d["destroyed"]}
     if problems or errors:
         raise DisposalFailed({**errors, **problems})
     return summary
@@ -634,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from attestly.archive.context import ArchiveContext
+    from attestly.runcontext import RunContext
 
     parser = argparse.ArgumentParser(prog="python -m attestly.disposal.runner", description=main.__doc__)
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
@@ -642,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from attestly.clock import ClockUntrusted, FutureDatedRun
 
-    with ArchiveContext.open(run_id=args.run_id) as ctx:
+    with RunContext.open(run_id=args.run_id) as ctx:
         try:
             summary = run_all(ctx, as_of=args.as_of)
         except (FutureDatedRun, ClockUntrusted) as exc:

@@ -972,6 +972,17 @@ class Policy(_Model):
             raise KeyError(f"unknown collector {collector_id!r}")
         return sorted(cid for cid, c in self.controls.items() if collector_id in c.collectors)
 
+    def owners_for(self, collectors: Iterable[str]) -> list[str]:
+        """Sorted owners of the controls the given collectors' evidence serves (who is told of a failure
+        or a block)."""
+        return sorted(
+            {str(self.controls[cid].owner) for c in collectors for cid in self.controls_for_collector(c)}
+        )
+
+    def control_tags(self, collectors: Iterable[str]) -> list[str]:
+        """``control:<framework>:<id>`` tags (sorted) for the controls the given collectors serve."""
+        return sorted({f"control:{cid}" for c in collectors for cid in self.controls_for_collector(c)})
+
     def controls_for_framework(self, framework: str) -> list[Control]:
         """Controls of one framework, in file order."""
         return [c for c in self.controls.values() if c.framework == framework]

@@ -25,25 +25,17 @@ DEFAULT_RETRIES = 2
 
 
 def control_tags(collectors: Iterable[str], policy: Policy | None = None) -> list[str]:
-    """``control:<framework>:<id>`` tags for the controls the given collectors serve (from policy)."""
+    """``control:<framework>:<id>`` tags for the controls the given collectors serve (:meth:`Policy.control_tags`)."""
     from attestly.policy import load_policy
 
-    policy = policy or load_policy()
-    controls: set[str] = set()
-    for collector in collectors:
-        controls.update(policy.controls_for_collector(collector))
-    return sorted(f"control:{c}" for c in controls)
+    return (policy or load_policy()).control_tags(collectors)
 
 
 def owners_of(collectors: Iterable[str], policy: Policy | None = None) -> list[str]:
+    """The owners of the controls the given collectors serve (:meth:`Policy.owners_for`)."""
     from attestly.policy import load_policy
 
-    policy = policy or load_policy()
-    owners: set[str] = set()
-    for collector in collectors:
-        for cid in policy.controls_for_collector(collector):
-            owners.add(str(policy.controls[cid].owner))
-    return sorted(owners)
+    return (policy or load_policy()).owners_for(collectors)
 
 
 def dag_defaults(

@@ -6,6 +6,10 @@ destroyed once and certified once. Keys are due at the end of the data interval,
 ends after the trusted current time is refused and the refusal ledgered (:mod:`attestly.clock`); the key
 registry refuses an early destruction on its own clock too.
 XCom carries key ids, request ids, hold ids and counts only — never key material or subject ids.
+
+Each task opens the shared run context and calls one orchestration function of
+:mod:`attestly.disposal.runner` — the same functions ``run_all`` (``attestly disposal run``, the crash
+tests) calls in order.
 """
 
 from __future__ import annotations
@@ -21,31 +25,26 @@ def _as_of(context: Any) -> Any:
 
 
 def _open(context: Any) -> Any:
-    from attestly.archive.context import ArchiveContext
+    from attestly.runcontext import RunContext
 
-    return ArchiveContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
+    return RunContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
 
 
 def plan(context: Any) -> dict[str, Any]:
     """What is due, blocked (reported: ledger + e-mail on a new block) and pending."""
-    from attestly.disposal.planning import plan as plan_keys
-    from attestly.disposal.runner import report_blocks
+    from attestly.disposal.runner import plan_due
 
     with _open(context) as ctx, never_early():
-        p = plan_keys(ctx, as_of=_as_of(context))
-        new_blocks = report_blocks(ctx, p.blocked, as_of=p.as_of)
+        p, new_blocks = plan_due(ctx, as_of=_as_of(context))
     return {**p.to_dict(), "new_blocks": len(new_blocks)}
 
 
 def destroy(context: Any) -> dict[str, Any]:
     """Destroy every due key (re-planned now: a hold placed since the plan is honoured)."""
-    from attestly.disposal.planning import plan as plan_keys
-    from attestly.disposal.runner import DisposalFailed
-    from attestly.disposal.runner import destroy as destroy_keys
+    from attestly.disposal.runner import DisposalFailed, destroy_due
 
     with _open(context) as ctx, never_early():
-        done = destroy_keys(ctx, plan_keys(ctx, as_of=_as_of(context)))
-    errors = {d["key_id"]: [d["error"]] for d in done if not d["destroyed"]}
+        done, errors = destroy_due(ctx, as_of=_as_of(context))
     if errors:
         raise DisposalFailed(errors)
     return {**task_summary(context, []), "destroyed": [d["key_id"] for d in done]}
@@ -65,11 +64,10 @@ def verify(context: Any) -> dict[str, Any]:
 
 def certify(context: Any) -> dict[str, Any]:
     """Issue one certificate over every verified key not yet certified; store and ledger it."""
-    from attestly.disposal.planning import plan as plan_keys
-    from attestly.disposal.runner import certify as certify_keys
+    from attestly.disposal.runner import certify_due
 
     with _open(context) as ctx, never_early():
-        recorded = certify_keys(ctx, plan_keys(ctx, as_of=_as_of(context)), interval(context))
+        recorded = certify_due(ctx, as_of=_as_of(context), period=interval(context))
     return {
         **task_summary(context, recorded),
         "certificates": [r["certificate_id"] for r in recorded],

@@ -1,5 +1,8 @@
 """Task bodies of ``retention_archive``: plan -> archive (upload + verify) -> purge -> record.
 
+Each task opens the shared run context and calls one orchestration function of
+:mod:`attestly.archive.runner` — the same functions ``run_all`` (the CLI, the crash tests) calls in order.
+
 Every task works from the run's data interval: records are due when their online period ends on or before
 the interval's end (``as_of``) — and a run whose interval ends after the trusted current time is refused
 (:mod:`attestly.clock`), so triggering a run dated in the future archives nothing early. Each task re-derives its work from the journal, so
@@ -20,9 +23,9 @@ def _as_of(context: Any) -> Any:
 
 
 def _open(context: Any) -> Any:
-    from attestly.archive.context import ArchiveContext
+    from attestly.runcontext import RunContext
 
-    return ArchiveContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
+    return RunContext.open(run_id=str(context["ti"].run_id), airflow=airflow_context(context))
 
 
 def _batches(ctx: Any, plan: dict[str, Any] | None) -> list[Any]:
@@ -33,10 +36,10 @@ def _batches(ctx: Any, plan: dict[str, Any] | None) -> list[Any]:
 
 def plan(context: Any) -> dict[str, Any]:
     """Plan the batches due at the end of the interval (creates their archive keys)."""
-    from attestly.archive.planning import plan as plan_batches
+    from attestly.archive.runner import plan_due
 
     with _open(context) as ctx, never_early():
-        result = plan_batches(ctx, as_of=_as_of(context))
+        result = plan_due(ctx, as_of=_as_of(context))
     return result.to_dict()
 
 
@@ -59,26 +62,12 @@ def archive(batch_ids: list[str], context: Any) -> dict[str, Any]:
     journal's advisory lock on the batch id serialises them, and the second finds the work done. A batch
     that fails does not stop the others, and fails the task at the end (with a ``fail`` evidence item
     recorded for a verification mismatch)."""
-    from attestly.archive.errors import ArchiveError, VerificationMismatch
-    from attestly.archive.manifest import record_failure
-    from attestly.archive.runner import ArchiveRunFailed, archive_batch, states
+    from attestly.archive.runner import archive_batches
 
-    failures: dict[str, str] = {}
-    recorded: list[dict[str, Any]] = []
     with _open(context) as ctx:
-        batches = [ctx.journal.batch(bid) for bid in batch_ids]
-        for batch in batches:
-            try:
-                archive_batch(ctx, batch)
-            except VerificationMismatch as exc:
-                failures[batch.batch_id] = str(exc)
-                recorded.append(record_failure(ctx, batch, exc.problems))
-            except ArchiveError as exc:
-                failures[batch.batch_id] = str(exc)
-        current = states(ctx, batches)
-    if failures:
-        raise ArchiveRunFailed(failures)
-    return {**task_summary(context, recorded), "states": current}
+        outcome = archive_batches(ctx, [ctx.journal.batch(bid) for bid in batch_ids])
+    outcome.raise_for_failures()
+    return {**task_summary(context, outcome.recorded), "states": outcome.states}
 
 
 def purge(plan_out: dict[str, Any] | None, context: Any) -> dict[str, Any]:
