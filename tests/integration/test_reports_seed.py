@@ -107,8 +107,9 @@ def _item(collector: str, day: date, result: str, findings: tuple[Finding, ...],
         controls=_controls_by_collector()[collector],
         period_start=period_start,
         period_end=period_end,
-        # Observed the afternoon after the interval it is filed under, as a daily run does.
-        observed_at=period_end + timedelta(hours=14, minutes=58),
+        # Observed the afternoon after the interval it is filed under, as a daily run does; an item
+        # about an older period (an archive run's manifest) says when its run observed it.
+        observed_at=kw.pop("observed_at", period_end + timedelta(hours=14, minutes=58)),
         method=Method(collector, version="0.1.0", parameters={"seeded": True}),
         population=Population(f"{collector} seeded resources", "the seeded estate", len(findings)),
         scope=kw.pop("scope", _scope(collector)),
@@ -241,6 +242,7 @@ def quarter_items() -> tuple[list[EvidenceItem], list[dict[str, Any]]]:
             ),
             period_start=datetime(2024, 11, 1, tzinfo=UTC),
             period_end=datetime(2024, 12, 1, tzinfo=UTC),
+            observed_at=datetime(archive_day.year, archive_day.month, archive_day.day, 14, 58, tzinfo=UTC),
             scope={"database": "audit", "data_class": "standard"},
             airflow=AirflowContext(
                 dag_id="retention_archive",
