@@ -49,7 +49,8 @@ class _Body(io.BytesIO):
 
 
 class MemoryBucket:
-    """Just what verify_bucket calls: list_object_versions (paginated), get_object by version."""
+    """Just what verify_bucket calls: list_object_versions (paginated), get_object (the current version,
+    or one by its id)."""
 
     class exceptions:
         ClientError = _ClientError
@@ -85,11 +86,15 @@ class MemoryBucket:
 
         return _P()
 
-    def get_object(self, *, Bucket: str, Key: str, VersionId: str) -> dict[str, Any]:
-        for vid, body in self.objects.get(Key, []):
-            if vid == VersionId:
+    def get_object(self, *, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
+        versions = self.objects.get(Key, [])
+        if VersionId is None and not versions:
+            raise _ClientError("NoSuchKey")
+        for vid, body in versions:
+            if vid == (VersionId if VersionId is not None else versions[-1][0]):
                 return {
                     "Body": _Body(body),
+                    "VersionId": vid,
                     "ObjectLockMode": "COMPLIANCE",
                     "ObjectLockRetainUntilDate": datetime(2036, 1, 1, tzinfo=UTC),
                 }
