@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,11 @@ DIGEST_SCHEMAS = {"attestly.digest/v1": 1, DIGEST_SCHEMA: 2}
 ENTRY_FORMAT = 2
 DIGEST_PREFIX = "digests/"
 _APPEND_LOCK = 0x4C656467  # "Ledg"
+#: A digest seals at most this many entries, and at most ``MAX_DIGEST_CANONICAL_BYTES`` of their canonical
+#: form (a longer backlog is sealed as several chained digests), so a verifier holds one bounded digest at
+#: a time, whatever the size of the ledger (verifiers refuse a digest over 64 MiB).
+MAX_DIGEST_ENTRIES = 10_000
+MAX_DIGEST_CANONICAL_BYTES = 16 * 1024 * 1024
 
 
 class LedgerTampered(RuntimeError):
@@ -96,6 +101,23 @@ def entry_canonical(content: dict[str, Any]) -> bytes:
 
 def entry_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(entry_canonical(content)).hexdigest()
+
+
+def _chain_problems(entries: Iterable[LedgerEntry], *, after_seq: int, expected_prev: str) -> list[str]:
+    """Problems in a run of entries that should follow entry ``after_seq`` (hash ``expected_prev``)."""
+    problems: list[str] = []
+    prev = expected_prev
+    expected_seq = after_seq + 1
+    for e in entries:
+        if e.seq != expected_seq:
+            problems.append(f"ledger entry {expected_seq} is missing (next is {e.seq})")
+        if e.prev_hash != prev:
+            problems.append(f"ledger entry {e.seq}: prev_hash does not link to entry {e.seq - 1}")
+        if e.recompute() != e.entry_hash:
+            problems.append(f"ledger entry {e.seq} altered: its content no longer matches its hash")
+        prev = e.entry_hash
+        expected_seq = e.seq + 1
+    return problems
 
 
 def digest_key(first_seq: int, last_seq: int) -> str:
@@ -204,15 +226,21 @@ class Ledger:
 
     # -------------------------------------------------------------------------------------------- read
 
-    def entries(self, *, after_seq: int = 0, kind: str | None = None) -> Iterator[LedgerEntry]:
+    def entries(
+        self, *, after_seq: int = 0, kind: str | None = None, limit: int | None = None
+    ) -> Iterator[LedgerEntry]:
         query = f"SELECT {_COLUMNS} FROM attestly.ledger WHERE seq > %s"
         params: list[Any] = [after_seq]
         if kind:
             query += " AND kind = %s"
             params.append(kind)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(int(limit))
         with self.conn.cursor(name="ledger_entries") as cur:
             cur.itersize = 2000
-            cur.execute(query + " ORDER BY seq", params)
+            cur.execute(query, params)
             for row in cur:
                 yield _row_to_entry(row)
         self.conn.commit()
@@ -244,24 +272,27 @@ class Ledger:
 
     def check_chain(self, *, after_seq: int = 0, expected_prev: str = GENESIS) -> list[str]:
         """Problems in the chain after ``after_seq`` (empty when intact)."""
-        problems: list[str] = []
-        prev = expected_prev
-        expected_seq = after_seq + 1
-        for e in self.entries(after_seq=after_seq):
-            if e.seq != expected_seq:
-                problems.append(f"ledger entry {expected_seq} is missing (next is {e.seq})")
-            if e.prev_hash != prev:
-                problems.append(f"ledger entry {e.seq}: prev_hash does not link to entry {e.seq - 1}")
-            if e.recompute() != e.entry_hash:
-                problems.append(f"ledger entry {e.seq} altered: its content no longer matches its hash")
-            prev = e.entry_hash
-            expected_seq = e.seq + 1
-        return problems
+        return _chain_problems(
+            self.entries(after_seq=after_seq), after_seq=after_seq, expected_prev=expected_prev
+        )
 
     # -------------------------------------------------------------------------------------------- seal
 
     def seal(self, *, store: EvidenceStore, signer: Signer) -> dict[str, Any] | None:
-        """Seal the entries since the last digest; None when there is nothing new. Crash-safe, idempotent."""
+        """Seal the entries since the last digest, as one digest or, for a backlog over the bounds
+        (:data:`MAX_DIGEST_ENTRIES`, :data:`MAX_DIGEST_CANONICAL_BYTES`), several chained ones; returns the
+        last digest written (``digests``: how many this call wrote), None when there is nothing new.
+        Crash-safe and idempotent: each digest is recorded before the next is built."""
+        last: dict[str, Any] | None = None
+        count = 0
+        while True:
+            sealed = self._seal_one(store=store, signer=signer)
+            if sealed is None:
+                return last
+            count += 1
+            last = {**sealed, "digests": count}
+
+    def _seal_one(self, *, store: EvidenceStore, signer: Signer) -> dict[str, Any] | None:
         from attestly.signing import fingerprint
 
         with self.conn.transaction():
@@ -277,12 +308,23 @@ class Ledger:
             ).fetchone()
             self.conn.commit()
             prev_entry_hash = row[0] if row else GENESIS
-        problems = self.check_chain(after_seq=after, expected_prev=prev_entry_hash)
+        fetched = list(self.entries(after_seq=after, limit=MAX_DIGEST_ENTRIES))
+        if not fetched:
+            return None
+        # The chain is checked on exactly what is sealed, before it is signed.
+        problems = _chain_problems(fetched, after_seq=after, expected_prev=prev_entry_hash)
         if problems:
             raise LedgerTampered("; ".join(problems[:5]))
-        entries = list(self.entries(after_seq=after))
-        if not entries:
-            return None
+        entries: list[LedgerEntry] = []
+        leaves: list[bytes] = []
+        size = 0
+        for e in fetched:
+            leaf = e.canonical()
+            if entries and size + len(leaf) > MAX_DIGEST_CANONICAL_BYTES:
+                break
+            entries.append(e)
+            leaves.append(leaf)
+            size += len(leaf)
         public_pem = signer.public_key_pem()
         digest: dict[str, Any] = {
             "schema": DIGEST_SCHEMA,
@@ -290,7 +332,7 @@ class Ledger:
             "last_seq": entries[-1].seq,
             "entry_count": len(entries),
             "entries": [e.to_digest_dict() for e in entries],
-            "merkle_root": merkle_root([e.canonical() for e in entries]).hex(),
+            "merkle_root": merkle_root(leaves).hex(),
             "last_entry_hash": entries[-1].entry_hash,
             "time_range": {
                 "start": iso(min(e.recorded_at for e in entries)),

@@ -336,6 +336,44 @@ def entry_content(e: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ ledgered objects
 
 
+class _SeenRefs:
+    """The (key, version) pairs already checked, in 16 bytes each (a BLAKE2b-128 of the pair), so a
+    verify's memory stays flat in the number of objects: sorted NumPy runs, merged when a newer run is at
+    least half the size of the one before it (so there are at most log2(n) runs)."""
+
+    def __init__(self) -> None:
+        self._runs: list[Any] = []
+
+    @staticmethod
+    def _id(key: str, version_id: str) -> bytes:
+        return hashlib.blake2b(f"{key}\x00{version_id}".encode(), digest_size=16).digest()
+
+    def new(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """The refs not seen before (the first of each pair, in order); all of them are then seen."""
+        import numpy as np
+
+        if not refs:
+            return []
+        ids = np.array([self._id(r.key, r.version_id) for r in refs], dtype="S16")
+        seen = np.zeros(len(refs), dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, ids), len(run) - 1)
+            seen |= run[at] == ids
+        out: list[ObjectRef] = []
+        fresh: set[bytes] = set()
+        for r, ident, old in zip(refs, ids.tolist(), seen.tolist(), strict=True):
+            if old or ident in fresh:
+                continue
+            fresh.add(ident)
+            out.append(r)
+        if fresh:
+            self._runs.append(np.sort(np.array(list(fresh), dtype="S16")))
+            while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
+                newer = self._runs.pop()
+                self._runs[-1] = np.sort(np.concatenate([self._runs[-1], newer]))
+        return out
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """An object a ledger entry records: where, which version, its SHA-256 and the lock it must have."""
@@ -483,11 +521,17 @@ def verify_bucket(
     ordered = sorted(digest_versions)
 
     state: dict[str, Any] = {"previous": None}  # key, sha256, signature, last_seq, last_entry_hash
-    sealed: dict[int, str] = {}  # seq -> entry_hash, for the optional ledger check
-    refs: dict[tuple[str, str], ObjectRef] = {}  # (key, version) -> first reference
-    for key in ordered:
-        try:
-            _verify_digest(
+    # seq -> entry_hash, kept only for the optional ledger check (the one thing that grows with the ledger).
+    sealed: dict[int, str] | None = {} if ledger_entries is not None else None
+    # Each digest's objects are checked as soon as it is read (a digest is bounded), never a first
+    # reference twice; their problems are reported after the digests', in first-reference order.
+    seen = _SeenRefs()
+    object_problems: list[Problem] = []
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
+        for key in ordered:
+            found: list[ObjectRef] = []
+            _verify_one_digest(
                 s3,
                 bucket,
                 key,
@@ -500,30 +544,68 @@ def verify_bucket(
                 report,
                 state,
                 sealed,
-                refs,
+                found,
             )
-        except MalformedDigest as exc:
-            report.problems.append(Problem("malformed", key, str(exc)))
-            state["previous"] = None
-        except (
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            IndexError,
-            OverflowError,
-            RecursionError,
-        ) as exc:
-            # Shape checks should catch everything; this keeps a report (and exit 1) if they do not.
-            report.problems.append(
-                Problem("malformed", key, f"unexpected content ({type(exc).__name__}: {str(exc)[:200]})")
-            )
-            state["previous"] = None
-
-    _check_objects(s3, bucket, list(refs.values()), report, concurrency=concurrency)
-    if ledger_entries is not None:
+            _check_objects(s3, bucket, seen.new(found), report, object_problems, pool=pool)
+    finally:
+        pool.shutdown(wait=True)
+    report.problems.extend(object_problems)
+    if ledger_entries is not None and sealed is not None:
         _check_ledger(ledger_entries, sealed, report)
     return report
+
+
+def _verify_one_digest(
+    s3: BaseClient,
+    bucket: str,
+    key: str,
+    versions: list[_Version],
+    ordered: list[str],
+    key_fp: str,
+    public_key_pem: bytes,
+    start: datetime | None,
+    end: datetime | None,
+    report: Report,
+    state: dict[str, Any],
+    sealed: dict[int, str] | None,
+    found: list[ObjectRef],
+) -> None:
+    """One digest, its malformations reported (never raised); ``found`` receives the objects its
+    entries record, only when the whole digest was read."""
+    try:
+        _verify_digest(
+            s3,
+            bucket,
+            key,
+            versions,
+            ordered,
+            key_fp,
+            public_key_pem,
+            start,
+            end,
+            report,
+            state,
+            sealed,
+            found,
+        )
+        return
+    except MalformedDigest as exc:
+        report.problems.append(Problem("malformed", key, str(exc)))
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        # Shape checks should catch everything; this keeps a report (and exit 1) if they do not.
+        report.problems.append(
+            Problem("malformed", key, f"unexpected content ({type(exc).__name__}: {str(exc)[:200]})")
+        )
+    state["previous"] = None
+    found.clear()
 
 
 def _verify_digest(
@@ -538,8 +620,8 @@ def _verify_digest(
     end: datetime | None,
     report: Report,
     state: dict[str, Any],
-    sealed: dict[int, str],
-    refs: dict[tuple[str, str], ObjectRef],
+    sealed: dict[int, str] | None,
+    found: list[ObjectRef],
 ) -> None:
     previous: dict[str, Any] | None = state["previous"]
     real = [v for v in versions if not v.delete_marker]
@@ -662,7 +744,6 @@ def _verify_digest(
         report.sealed_range["start"] = tr.get("start")
     report.sealed_range["end"] = tr.get("end")
     if authentic and recomputed_ok:
-        found: list[ObjectRef] = []
         for e in entries:
             objs = ledgered_objects(e, start, end)
             found.extend(objs)
@@ -679,10 +760,9 @@ def _verify_digest(
                             f"ledger entry {e['seq']}: {why}",
                         )
                     )
-        for e in entries:
-            sealed[e["seq"]] = e["entry_hash"]
-        for r in found:
-            refs.setdefault((r.key, r.version_id), r)
+        if sealed is not None:
+            for e in entries:
+                sealed[e["seq"]] = e["entry_hash"]
     else:
         report.entries_untrusted += len(entries)
     state["previous"] = {
@@ -695,9 +775,15 @@ def _verify_digest(
 
 
 def _check_objects(
-    s3: BaseClient, bucket: str, refs: list[ObjectRef], report: Report, *, concurrency: int
+    s3: BaseClient,
+    bucket: str,
+    refs: list[ObjectRef],
+    report: Report,
+    problems_out: list[Problem],
+    *,
+    pool: ThreadPoolExecutor,
 ) -> None:
-    report.objects_requested = len(refs)
+    report.objects_requested += len(refs)
     for r in refs:
         report.by_kind.setdefault(r.kind, {"requested": 0, "verified": 0})["requested"] += 1
     if not refs:
@@ -781,13 +867,12 @@ def _check_objects(
             )
         return problems, size
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for ref, (problems, size) in zip(refs, pool.map(check, refs), strict=True):
-            report.problems.extend(problems)
-            if not problems:
-                report.objects_verified += 1
-                report.by_kind[ref.kind]["verified"] += 1
-                report.bytes_verified += size
+    for ref, (problems, size) in zip(refs, pool.map(check, refs), strict=True):
+        problems_out.extend(problems)
+        if not problems:
+            report.objects_verified += 1
+            report.by_kind[ref.kind]["verified"] += 1
+            report.bytes_verified += size
 
 
 def _check_ledger(rows: Iterator[dict[str, Any]], sealed: dict[int, str], report: Report) -> None:

@@ -99,6 +99,41 @@ def test_untouched_store_verifies(world: World) -> None:
     assert report.entries == 12
 
 
+def test_a_backlog_is_sealed_as_bounded_chained_digests(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog over the bounds becomes several chained digests (each recorded before the next is built),
+    which verify as one chain; an object recorded by entries in two digests is read once."""
+    import attestly.ledger as ledger_mod
+
+    monkeypatch.setattr(ledger_mod, "MAX_DIGEST_ENTRIES", 3)
+    signer = signer_from_connection()
+    with Ledger.connect() as ledger:
+        for n in range(10, 17):
+            record_evidence(_item(n), store=world.store, ledger=ledger)
+        # A later entry recording an object an earlier digest holds (as an archive entry names its
+        # manifest's evidence item): checked once.
+        first = next(ledger.entries(kind="evidence"))
+        ledger.append(
+            "disposal", {"event": "certified", "evidence": dict(first.body)}, dedupe_key="disposal:test"
+        )
+        sealed = ledger.seal(store=world.store, signer=signer)
+        assert sealed is not None and sealed["digests"] == 3  # 8 entries: 3 + 3 + 2
+        digests = ledger.digests()
+        assert [(d["first_seq"], d["last_seq"]) for d in digests[-3:]] == [(13, 15), (16, 18), (19, 20)]
+        assert ledger.seal(store=world.store, signer=signer) is None
+    monkeypatch.setattr(ledger_mod, "MAX_DIGEST_CANONICAL_BYTES", 1)  # one entry per digest, at least one
+    with Ledger.connect() as ledger:
+        ledger.append("note", {"what": "a"}, dedupe_key="note:a")
+        ledger.append("note", {"what": "b"}, dedupe_key="note:b")
+        assert ledger.seal(store=world.store, signer=signer)["digests"] == 2  # type: ignore[index]
+    report = world.verify(ledger_entries=ledger_rows())
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.digests_found == report.digests_valid == 7
+    assert report.entries == 22
+    assert report.objects_requested == report.objects_verified == 11 + 7
+
+
 def test_recording_and_sealing_are_idempotent(world: World) -> None:
     signer = signer_from_connection()
     with Ledger.connect() as ledger:
