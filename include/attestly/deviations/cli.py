@@ -8,28 +8,13 @@ accepted or closed is the OS user running the command (:func:`attestly.identity.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import date
 from typing import Any
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _error(message: str) -> int:
-    print(f"attestly: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+from attestly.cliutil import EXIT_OK, EXIT_PROBLEM
+from attestly.cliutil import error as _error
+from attestly.cliutil import parse_date as _date
+from attestly.cliutil import print_json as _print_json
 
 
 def _print_state(d: dict[str, Any]) -> None:
