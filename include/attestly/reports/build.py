@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from attestly.evidence import iso
 from attestly.policy import FRAMEWORKS
 from attestly.reports.model import (
     ACTIVITY_COLLECTORS,
@@ -391,6 +392,30 @@ def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) 
     return out
 
 
+def _runs(ctx: BuildContext, a: Assessment, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The workflow runs behind this control's evidence and days (their run records), each with who
+    started it (``triggered_by``: the Airflow user, ``scheduler``, or ``not recorded`` for older runs)."""
+    index = ctx.snapshot.index
+    found = {index.run_by_seq[s] for s in a.run_seqs() if s in index.run_by_seq}
+    for s in seqs:
+        airflow = index.by_seq[s].airflow or {}
+        run = index.run_of(airflow.get("dag_id"), airflow.get("run_id"))
+        if run is not None:
+            found.add(run)
+    return [
+        {
+            "seq": r.seq,
+            "dag_id": clean_text(r.dag_id, limit=200),
+            "run_id": clean_text(r.run_id, limit=250),
+            "run_url": run_url(ctx.airflow_base_url, r.dag_id, r.run_id),
+            "interval": {"start": iso(r.start), "end": iso(r.end)},
+            "outcome": r.outcome,
+            "triggered_by": clean_text(r.triggered_by, limit=128) if r.triggered_by else None,
+        }
+        for r in sorted(found, key=lambda r: (r.start, r.dag_id, r.seq))
+    ]
+
+
 def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
     """The policy's collectors one by one, and the source checks as one row (worst status first)."""
     out = {
@@ -566,6 +591,7 @@ def build_control_report(
             for c, ds in sorted(missing.items())
         ],
         "activity": _activity(ctx, a, rows),
+        "runs": _runs(ctx, a, seqs),
         "evidence": rows,
         "provenance": provenance(rows),
         "policies": sorted({e["policy"] for e in rows if e.get("policy")}),
