@@ -27,6 +27,7 @@ from attestly.keys import (
 from attestly.policy import load_policy
 from attestly_dev import audit_seed as seed
 from tests.conftest import recreate_database
+from tests.integration.test_archive_support import admin
 
 pytestmark = pytest.mark.integration
 
@@ -299,6 +300,21 @@ def test_the_database_refuses_the_same_person_on_both_sides_on_its_own(fresh_key
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"UPDATE attestly.{table} SET {column} = 'cli:alice@laptop'")
             conn.rollback()
+    # A request approved by its own requester under another prefix, written before the triggers (here with
+    # triggers off, as the superuser): destroy_data_key does not count it as approved.
+    with PhiVault.connect() as vault:
+        _, key_id = vault.encrypt(subject_id="p-legacy", plaintext=b"x")
+    with admin("attestly") as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO attestly.erasure_requests (request_id, subject_id, reason, requested_by) "
+            "VALUES ('erase-0000000000e2', 'p-legacy', 'GDPR Art. 17', 'cli:erin@laptop')"
+        )
+        conn.execute(
+            "INSERT INTO attestly.erasure_approvals (request_id, approved_by) VALUES ('erase-0000000000e2', 'ui:Erin')"
+        )
+    with KeyRegistry.connect() as reg, pytest.raises(KeyRegistryError, match="no approved erasure request"):
+        reg.destroy(key_id, run_id="erasure-run")
 
 
 def test_data_keys_never_serialise() -> None:

@@ -57,3 +57,67 @@ CREATE TRIGGER legal_hold_release_four_eyes BEFORE INSERT ON attestly.legal_hold
 
 ALTER TABLE attestly.legal_hold_releases
   ADD CONSTRAINT legal_hold_releases_releaser_clean CHECK (attestly.clean_text(released_by, 128)) NOT VALID;
+
+-- Key destruction for a subject needs an erasure request approved by another *person* (the same comparison),
+-- so a request approved before this migration by the requester under another prefix or host does not count.
+CREATE OR REPLACE FUNCTION attestly.destroy_data_key(p_key_id text, p_run text) RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, attestly AS $$
+DECLARE
+  k        attestly.data_keys%ROWTYPE;
+  holder   text;
+  due      date;
+  batches  bigint;
+  today    date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+  IF p_run IS NULL OR btrim(p_run) = '' THEN
+    RAISE EXCEPTION 'destroy_data_key(%): the run that destroys the key must be named', p_key_id
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT * INTO k FROM attestly.data_keys WHERE key_id = p_key_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'destroy_data_key: no data key %', p_key_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF k.destroyed_at IS NOT NULL THEN
+    RETURN k.destroyed_at;
+  END IF;
+  IF k.kind = 'subject' THEN
+    SELECT h.hold_id INTO holder FROM attestly.active_legal_holds h WHERE h.subject_id = k.subject_id LIMIT 1;
+  ELSE
+    SELECT hb.hold_id INTO holder
+      FROM attestly.legal_hold_batches hb
+      JOIN attestly.archive_batches b ON b.batch_id = hb.batch_id
+      JOIN attestly.active_legal_holds h ON h.hold_id = hb.hold_id
+     WHERE b.key_id = p_key_id LIMIT 1;
+  END IF;
+  IF holder IS NOT NULL THEN
+    RAISE EXCEPTION 'destroy_data_key(%): blocked by legal hold %', p_key_id, holder
+      USING ERRCODE = 'object_in_use';
+  END IF;
+  IF k.kind = 'archive' THEN
+    SELECT count(*), max(b.dispose_after) INTO batches, due
+      FROM attestly.archive_batches b WHERE b.key_id = p_key_id;
+    IF batches = 0 THEN
+      RAISE EXCEPTION 'destroy_data_key(%): refused, no archive batch is encrypted under this key', p_key_id
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF due > today THEN
+      RAISE EXCEPTION 'destroy_data_key(%): refused before %, the end of the retention of its archives (today is %, by the database clock)',
+        p_key_id, due, today USING ERRCODE = 'insufficient_privilege';
+    END IF;
+  ELSE
+    IF NOT EXISTS (
+      SELECT 1 FROM attestly.erasure_requests r
+        JOIN attestly.erasure_approvals a ON a.request_id = r.request_id
+       WHERE r.subject_id = k.subject_id
+         AND lower(btrim(a.approved_by)) <> lower(btrim(r.requested_by))
+         AND attestly.identity_person(a.approved_by) <> attestly.identity_person(r.requested_by)) THEN
+      RAISE EXCEPTION 'destroy_data_key(%): refused, no approved erasure request for this subject', p_key_id
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+  END IF;
+  PERFORM set_config('attestly.key_destroy', 'on', true);
+  DELETE FROM attestly.data_key_material WHERE key_id = p_key_id;
+  UPDATE attestly.data_keys SET destroyed_at = now(), destroyed_by_run = p_run WHERE key_id = p_key_id;
+  PERFORM set_config('attestly.key_destroy', 'off', true);
+  RETURN now();
+END $$;
