@@ -416,6 +416,17 @@ def _runs(ctx: BuildContext, a: Assessment, seqs: Sequence[int]) -> list[dict[st
     ]
 
 
+def _runs_by_trigger(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How many runs of each DAG each person (or the scheduler) started: the PDF's summary of long lists."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in runs:
+        key = (str(r["dag_id"]), str(r["triggered_by"] or ""))
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        {"dag_id": dag, "triggered_by": who or None, "runs": n} for (dag, who), n in sorted(counts.items())
+    ]
+
+
 def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
     """The policy's collectors one by one, and the source checks as one row (worst status first)."""
     out = {
@@ -533,6 +544,7 @@ def build_control_report(
     fw = policy.frameworks[control.framework]  # type: ignore[index]
     missing = a.missing()
     exceptions = _exceptions(ctx, a)
+    runs = _runs(ctx, a, seqs)
     return {
         "schema": CONTROL_SCHEMA,
         "control": {
@@ -591,7 +603,8 @@ def build_control_report(
             for c, ds in sorted(missing.items())
         ],
         "activity": _activity(ctx, a, rows),
-        "runs": _runs(ctx, a, seqs),
+        "runs": runs,
+        "runs_by_trigger": _runs_by_trigger(runs),
         "evidence": rows,
         "provenance": provenance(rows),
         "policies": sorted({e["policy"] for e in rows if e.get("policy")}),
