@@ -7,7 +7,6 @@ Exit codes (**contract**): 0 done, 1 a check found a problem, 2 bad input or con
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from datetime import date
@@ -35,18 +34,22 @@ def error(message: str) -> int:
 
 
 def who() -> str:
-    """Who acts, for holds and releases: ``attestly-cli:<OS user>``."""
-    try:
-        return f"attestly-cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "attestly-cli"
+    """Who acts from the command line (holds, releases, erasure requests and approvals): the OS account
+    running the command, ``cli:<os user>@<host>`` (:func:`attestly.identity.cli_identity`), never a
+    free-text flag."""
+    from attestly.identity import cli_identity
+
+    return cli_identity()
 
 
-def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+def refuse_identity_flag(option: str, action: str) -> int:
+    """The answer to a retired ``--requested-by``/``--approved-by``: the CLI records the OS user; a
+    different person acts in the Airflow UI's Evidence view, as the logged-in user."""
+    return error(
+        f"{option} is no longer accepted: the command line records the OS user ({who()}), never a name "
+        f"given on it. {action} as a different person in the Airflow UI (Browse > Evidence), logged in as "
+        "that person."
+    )
 
 
 def open_context(run_id: str) -> Any:

@@ -224,7 +224,14 @@ def add_hold(
 def release_hold(ctx: RunContext, hold_id: str, *, reason: str, released_by: str = "attestly-cli") -> Hold:
     """Release a hold — in ``attestly_db`` and, as the custodian, in the audit database — lift S3 legal
     holds no other active hold needs, ledger the release. Releasing again finishes a release that was
-    interrupted between the two databases."""
+    interrupted between the two databases.
+
+    Releasing needs a person other than the one who placed the hold (:func:`attestly.identity.same_person`:
+    ``cli:alice@laptop`` and ``ui:alice`` are the same person); the database refuses it on its own too
+    (``attestly.check_hold_release``)."""
+    import psycopg
+
+    from attestly.identity import same_person
     from attestly.textinput import TextInputError, clean_name, clean_text
 
     try:
@@ -242,11 +249,21 @@ def release_hold(ctx: RunContext, hold_id: str, *, reason: str, released_by: str
                 reconcile_holds(ctx)
                 return get_hold(conn, hold_id)
             raise HoldError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")  # type: ignore[arg-type]
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO attestly.legal_hold_releases (hold_id, reason, released_by) VALUES (%s, %s, %s)",
-                (hold_id, reason, released_by),
+        if same_person(released_by, hold.created_by):
+            raise HoldError(
+                f"legal hold {hold_id} was placed by {hold.created_by}; {released_by} may not release it: a "
+                "different person must (in the Airflow UI's Evidence view, logged in as them)"
             )
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO attestly.legal_hold_releases (hold_id, reason, released_by) VALUES (%s, %s, %s)",
+                    (hold_id, reason, released_by),
+                )
+        except psycopg.errors.CheckViolation as exc:
+            raise HoldError(str(exc.diag.message_primary or exc)) from None
+        except psycopg.errors.UniqueViolation:
+            raise HoldError(f"legal hold {hold_id} was already released") from None
         hold = get_hold(conn, hold_id)
         mirror_holds(ctx, [hold], release=True)
         reconcile_holds(ctx)

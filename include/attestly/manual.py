@@ -612,9 +612,17 @@ def _last_day(end_iso: str) -> str:
 
 
 def record_statement(st: Statement, *, ledger: Ledger, store: EvidenceStore, signer: Signer) -> Recorded:
-    """Journal, store and ledger a checked statement (see the module docstring); idempotent."""
-    from attestly.ledger import LedgerEntry  # noqa: F401  (type only)
+    """Journal, store and ledger a checked statement (see the module docstring); idempotent.
 
+    The statement names the policy in force, as collected items do (its bundle stored and ledgered once,
+    :func:`attestly.recording.with_policy`), whichever path files it (the CLI or the Evidence view)."""
+    from dataclasses import replace
+
+    from attestly.ledger import LedgerEntry  # noqa: F401  (type only)
+    from attestly.recording import with_policy
+
+    if st.item.version == 2 and st.item.policy is None:
+        st = replace(st, item=with_policy(st.item, store=store, ledger=ledger))
     item_bytes, attachments, seq = _journal(ledger, st)
     if seq is not None:
         entry = _entry(ledger, seq)

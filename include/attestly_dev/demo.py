@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -437,6 +438,71 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextlib.contextmanager
+def _api_server() -> Iterator[dict[str, Any]]:
+    """Airflow's api-server (which serves the Evidence view): the stack's if it runs, else one started for
+    this step (registered with the stack, so `make stop` stops it too) and stopped afterwards. Yields
+    ``{url, username, password}`` of the stack's admin login."""
+    from attestly_dev.stack import airflow_services, core, procs
+
+    p = core.paths()
+    table = procs.ProcTable(p.procs)
+    name = "airflow-api-server"
+    url = f"http://127.0.0.1:{int(core._state(p)['ports']['airflow_api'])}"
+    running = table.load().get(name)
+    started = None
+    if running is None or not running.alive():
+        airflow_bin = str(Path(sys.executable).with_name("airflow"))
+        port = url.rsplit(":", 1)[1]
+        started = procs.spawn(
+            name,
+            [airflow_bin, "api-server", "--port", port, "--host", "127.0.0.1"],
+            log=p.logs / f"{name}.log",
+            env=core._airflow_env(p),
+        )
+        table.add(started)
+    try:
+        airflow_services._wait_http(
+            f"{url}/api/v2/monitor/health", timeout=180, proc=started or table.load()[name]
+        )
+        user, password = airflow_services._login(p)
+        yield {"url": url, "username": user, "password": password}
+    finally:
+        if started is not None:
+            procs.stop(started)
+            table.remove(name)
+
+
+def _approve_erasure_in_ui(request_id: str) -> str | None:
+    """Approve an erasure request through the Evidence view's route, as the stack's Airflow admin (an
+    authenticated user, recorded as ``ui:<user>``); returns the approver, or None (the reason is said)."""
+    import httpx
+
+    try:
+        with _api_server() as ui:
+            token = httpx.post(
+                f"{ui['url']}/auth/token",
+                json={"username": ui["username"], "password": ui["password"]},
+                timeout=30,
+            )
+            token.raise_for_status()
+            resp = httpx.post(
+                f"{ui['url']}/attestly/api/erasure/{request_id}/approve",
+                headers={
+                    "Authorization": f"Bearer {token.json()['access_token']}",
+                    "X-Attestly-Action": "approve-erasure",
+                },
+                timeout=120,
+            )
+    except Exception as exc:
+        _say(f"  the Evidence view could not be reached: {exc}")
+        return None
+    if resp.status_code != 201:
+        _say(f"  the Evidence view refused the approval: HTTP {resp.status_code} {resp.text[:200]}")
+        return None
+    return str(resp.json()["approved_by"])
+
+
 def _erasure_subject() -> str | None:
     """A subject with PHI both live and archived, and no erasure request yet (a re-run picks another)."""
     from attestly.connections import pg_connect
@@ -504,11 +570,22 @@ def _disposal_story(today: date) -> dict[str, list[str]]:
     else:
         before = _phi_counts(subject)
         req = _cli("erase", "request", "--subject", subject, "--reason", "GDPR Art. 17 request (demo ticket)",
-                   "--requested-by", "privacy-officer", "--json")  # fmt: skip
+                   "--json")  # fmt: skip
         rid = json.loads(req.stdout)["request_id"] if req.returncode == 0 else None
         if rid:
-            _cli("erase", "approve", rid, "--approved-by", "data-protection-officer")
-            _say(f"  erasure request {rid} for subject {subject}: requested, approved by a second person")
+            requester = json.loads(req.stdout)["requested_by"]
+            # The command line records the OS user for request and approval alike, so the same OS user
+            # cannot approve; a second person approves in the Evidence view, logged in to Airflow.
+            own = _cli("erase", "approve", rid)
+            _say(f"  erasure request {rid} for subject {subject}: requested from the CLI by {requester}")
+            _say(
+                f"  the same OS user approving it is refused (exit {own.returncode}): {own.stderr.strip()[:140]}"
+            )
+            approver = _approve_erasure_in_ui(rid)
+            if approver:
+                _say(f"  approved in the Airflow UI's Evidence view by {approver}, a second person")
+            else:
+                failed.append(f"erasure request {rid} could not be approved in the Evidence view")
         _say(f"  {subject} before: {_fmt(before)}")
     due = _due_keys(today)
     for key_id, _batch in due:

@@ -201,7 +201,7 @@ def test_a_verification_mismatch_fails_loudly_and_purges_nothing(archive_env: st
 
 
 def test_legal_hold_keeps_rows_online_and_locks_the_object_until_released(
-    archive_env: str, capsys: pytest.CaptureFixture[str]
+    archive_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_backlog(recent=False)
     original = audit_rows()
@@ -242,6 +242,10 @@ def test_legal_hold_keeps_rows_online_and_locks_the_object_until_released(
     assert status[PCI]["held_online_rows"] == len(pci_rows)
 
     # Release: the next run purges the held rows, checked against the verified figures; legal hold lifted.
+    # Whoever placed a hold cannot release it (the CLI records the OS user, cli:<user>@<host>).
+    assert cli("hold", "release", billing_hold, "--reason", "case closed") == 2
+    assert "a different person must" in capsys.readouterr().err
+    monkeypatch.setattr("attestly.identity.os_user", lambda: "carol")  # another OS account
     assert cli("hold", "release", billing_hold, "--reason", "case closed") == 0
     assert cli("hold", "release", billing_hold) == 2  # already released
     capsys.readouterr()
@@ -257,7 +261,10 @@ def test_legal_hold_keeps_rows_online_and_locks_the_object_until_released(
     with Ledger.connect() as ledger:
         kinds = [e.kind for e in ledger.entries()]
         holds = [e.body for e in ledger.entries(kind="hold")]
+        releases = [e.body for e in ledger.entries(kind="hold_release")]
     assert kinds.count("hold") == 2 and kinds.count("hold_release") == 2
+    assert all(h["created_by"].startswith("cli:") and "@" in h["created_by"] for h in holds)
+    assert {r["released_by"].partition("@")[0] for r in releases} == {"cli:carol"}
     assert all(subject not in json.dumps(h) for h in holds)  # the ledger keeps a hash of the subject id
     capsys.readouterr()
     assert cli("hold", "list", "--all", "--json") == 0

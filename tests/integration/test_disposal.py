@@ -10,18 +10,23 @@ from pathlib import Path
 import pytest
 
 from attestly.connections import aws_client
+from attestly.disposal.erasure import ErasureError
+from attestly.identity import cli_identity, os_user
 from attestly.policy import add_months
 from tests.integration import test_archive_support as support
 from tests.integration.test_archive_support import ARCHIVED_AT, M_DUE, TODAY, admin
 from tests.integration.test_disposal_support import (
+    APPROVER,
     PCI_DUE,
     PCI_KEY,
+    approve_as,
     archived_backlog,
     cli,
     disposal_rows,
     ledger_bodies,
     live_subjects,
     phi_of,
+    release_as,
     request_and_approve,
     run_disposal,
     status_counts,
@@ -65,20 +70,27 @@ def test_erased_subject_phi_fails_everywhere_and_other_subjects_still_decrypt(ar
     assert status_counts(before_x)["archived"]["decrypted"] > 0
     key_x = subject_key(x)
 
-    # Four eyes: the requester cannot approve their own request.
-    req = cli(
-        "erase", "request", "--subject", x, "--reason", "GDPR Art. 17", "--requested-by", "alice", "--json"
-    )
+    # Four eyes: the requester cannot approve their own request. The CLI records the OS user for both
+    # (never a name typed on it), so the same person is refused whichever path they approve from.
+    req = cli("erase", "request", "--subject", x, "--reason", "GDPR Art. 17", "--json")
+    assert req.returncode == 0, req.stderr
     rid = json.loads(req.stdout)["request_id"]
-    same = cli("erase", "approve", rid, "--approved-by", "Alice ")
-    assert same.returncode == 2 and "second person" in same.stderr
-    again = cli("erase", "request", "--subject", x, "--reason", "dup", "--requested-by", "carol")
+    requester = json.loads(req.stdout)["requested_by"]
+    assert requester == cli_identity()
+    same = cli("erase", "approve", rid)
+    assert same.returncode == 2 and "a different person must" in same.stderr, same.stderr
+    named = cli("erase", "approve", rid, "--approved-by", "bob")
+    assert named.returncode == 2 and "--approved-by is no longer accepted" in named.stderr
+    assert "Airflow UI" in named.stderr
+    with pytest.raises(ErasureError, match="a different person must"):  # the same person, from the UI
+        approve_as(rid, f"ui:{os_user().upper()}")
+    again = cli("erase", "request", "--subject", x, "--reason", "dup")
     assert again.returncode == 2 and rid in again.stderr
     # Not approved yet: nothing happens.
     idle = run_disposal(BEFORE_DUE, run_id="run-0")
     assert idle.returncode == 0, idle.stderr[-3000:]
     assert disposal_rows()["destroyed"] == {}
-    assert cli("erase", "approve", rid, "--approved-by", "bob").returncode == 0
+    assert approve_as(rid).approved_by == APPROVER  # a second person, in the Evidence view
 
     done = run_disposal(BEFORE_DUE, run_id="run-1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -118,7 +130,7 @@ def test_erased_subject_phi_fails_everywhere_and_other_subjects_still_decrypt(ar
     )
     assert proof["archived"]["erased"] == proof["archived"]["sampled"] > 0
     assert proof["control"]["read"] == "decrypted"
-    assert entry["legal_basis"]["requests"][0]["approved_by"] == "bob"
+    assert entry["legal_basis"]["requests"][0]["approved_by"] == APPROVER
     assert x not in json.dumps(item) and y not in json.dumps(item)
     assert {b["event"] for b in ledger_bodies("erasure")} == {"requested", "approved", "completed"}
 
@@ -233,7 +245,9 @@ def test_legal_holds_block_disposal_and_the_block_is_reported(archive_env: str) 
 
     # Released: the next run disposes of both.
     for hold in (subject_hold, month_hold):
-        assert cli("hold", "release", hold["hold_id"], "--reason", "case closed").returncode == 0
+        own = cli("hold", "release", hold["hold_id"], "--reason", "case closed")  # placed by this OS user
+        assert own.returncode == 2 and "a different person must" in own.stderr, own.stderr
+        assert release_as(hold["hold_id"], "case closed").released_by == "ui:carol"
     done = run_disposal(PCI_DUE, run_id="released-run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(disposal_rows()["destroyed"]) == {PCI_KEY, key_x}
@@ -269,7 +283,7 @@ def test_rows_held_online_keep_their_month_key_until_they_are_purged(archive_env
     seed_backlog(hipaa=False, per_day=200, due=True)
     hold = json.loads(cli("hold", "add", "--source", "billing", "--reason", "audit A-1", "--json").stdout)
     assert run_archive(ARCHIVED_AT).returncode == 0
-    assert cli("hold", "release", hold["hold_id"], "--reason", "audit closed").returncode == 0
+    release_as(hold["hold_id"], "audit closed")
 
     waiting = run_disposal(PCI_DUE, run_id="waiting")
     assert waiting.returncode == 0, waiting.stderr[-3000:]
@@ -318,11 +332,13 @@ def test_a_run_dated_in_the_future_destroys_nothing_and_the_refusal_is_recorded(
 
 
 def test_erase_cli_names_bad_input(archive_env: str) -> None:
-    unknown = cli("erase", "approve", "erase-000000000000", "--approved-by", "bob")
+    unknown = cli("erase", "approve", "erase-000000000000")
     assert unknown.returncode == 2 and "no erasure request 'erase-000000000000'" in unknown.stderr
-    blank = cli("erase", "request", "--subject", "p-000001", "--reason", "  ", "--requested-by", "alice")
+    blank = cli("erase", "request", "--subject", "p-000001", "--reason", "  ")
     assert blank.returncode == 2 and "--reason" in blank.stderr
-    nobody = cli("erase", "request", "--subject", " ", "--reason", "r", "--requested-by", "alice")
+    named = cli("erase", "request", "--subject", "p-000001", "--reason", "r", "--requested-by", "eve")
+    assert named.returncode == 2 and "--requested-by is no longer accepted" in named.stderr
+    nobody = cli("erase", "request", "--subject", " ", "--reason", "r")
     assert nobody.returncode == 2 and "--subject" in nobody.stderr
     # What would reach the permanent ledger is checked first: control and bidi characters, size, format.
     for argv, expected in (
@@ -331,13 +347,10 @@ def test_erase_cli_names_bad_input(archive_env: str) -> None:
         (["--subject", "p-000001", "--reason", "x" * 120_000], "120,000 characters; at most 500"),
         (["--subject", "p 000001; DROP", "--reason", "r"], "is not a subject id"),
         (["--subject", "p-000001\u200b", "--reason", "r"], "U+200B"),
-        (["--subject", "p-000001", "--reason", "r", "--requested-by", "eve\x1b[2J"], "U+001B"),
     ):
-        bad = cli(
-            "erase", "request", *argv, *([] if "--requested-by" in argv else ["--requested-by", "alice"])
-        )
+        bad = cli("erase", "request", *argv)
         assert bad.returncode == 2 and expected in bad.stderr, (argv[:4], bad.stderr[-500:])
-    assert cli("erase", "approve", "erase-000000000000\n", "--approved-by", "bob").returncode == 2
+    assert cli("erase", "approve", "erase-000000000000\n").returncode == 2
     assert ledger_bodies("erasure") == []
     assert cli("erase", "status").stdout.strip() == "no erasure requests"
     status = cli("disposal", "status", "--json")

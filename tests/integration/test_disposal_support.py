@@ -85,16 +85,37 @@ def live_subjects(n: int = 2) -> list[str]:
         ]
 
 
+#: The second person of the tests: an Airflow user approving in the Evidence view (``ui:<user>``).
+APPROVER = "ui:bob"
+
+
+def approve_as(request_id: str, approver: str = APPROVER) -> Any:
+    """Approve as ``approver`` through the application's path (the one the Evidence view's route takes):
+    the CLI approves only as the OS user, who requested it."""
+    from attestly.disposal.erasure import approve_erasure
+    from attestly.ledger import Ledger
+
+    with Ledger.connect() as ledger:
+        return approve_erasure(ledger.conn, ledger, request_id, approved_by=approver)
+
+
+def release_as(hold_id: str, reason: str, releaser: str = "ui:carol") -> Any:
+    """Release a hold as ``releaser`` (another person than the OS user who placed it from the CLI) through
+    the application's path, the one the Evidence view's route takes."""
+    from attestly.archive.context import ArchiveContext
+    from attestly.holds import release_hold
+
+    with ArchiveContext.open(run_id="test-release") as ctx:
+        return release_hold(ctx, hold_id, reason=reason, released_by=releaser)
+
+
 def request_and_approve(subject: str, reason: str = "GDPR Art. 17 request, ticket T-1") -> str:
     import json
 
-    req = cli(
-        "erase", "request", "--subject", subject, "--reason", reason, "--requested-by", "alice", "--json"
-    )
+    req = cli("erase", "request", "--subject", subject, "--reason", reason, "--json")
     assert req.returncode == 0, req.stderr
     rid = json.loads(req.stdout)["request_id"]
-    ok = cli("erase", "approve", rid, "--approved-by", "bob", "--json")
-    assert ok.returncode == 0, ok.stderr
+    approve_as(rid)
     return str(rid)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from attestly.audit import chain
 from attestly.connections import aws_client, pg_connect
+from attestly.identity import person
 from attestly.keys import (
     DataKey,
     KeyDestroyed,
@@ -26,6 +27,7 @@ from attestly.keys import (
 from attestly.policy import load_policy
 from attestly_dev import audit_seed as seed
 from tests.conftest import recreate_database
+from tests.integration.test_archive_support import admin
 
 pytestmark = pytest.mark.integration
 
@@ -244,6 +246,74 @@ def test_a_subject_hold_blocks_destroying_the_subject_key(fresh_keys: None) -> N
         )
         conn.commit()
     with KeyRegistry.connect() as reg, pytest.raises(KeyRegistryError, match="hold-00000000abcd"):
+        reg.destroy(key_id, run_id="erasure-run")
+
+
+def test_the_database_refuses_the_same_person_on_both_sides_on_its_own(fresh_keys: None) -> None:
+    """Bypassing the application (direct INSERTs as the duty role attestly_app): an erasure approval or a
+    hold release by the person who requested or placed it is refused, whichever path (cli:, ui:,
+    attestly-cli:, airflow:) and host or case each identity has; a second person is accepted; nothing
+    can be changed afterwards."""
+    with pg_connect("attestly_db") as conn:
+        conn.execute(
+            "INSERT INTO attestly.erasure_requests (request_id, subject_id, reason, requested_by) "
+            "VALUES ('erase-0000000000e1', 'p-4eyes', 'GDPR Art. 17', 'cli:alice@laptop')"
+        )
+        conn.execute(
+            "INSERT INTO attestly.legal_holds (hold_id, reason, subject_id, created_by) "
+            "VALUES ('hold-0000000000e1', 'case', 'p-4eyes', 'attestly-cli:Carol')"
+        )
+        conn.commit()
+        for same in ("ui:alice", "ui:Alice ", "airflow:ALICE@corp.example", "alice", "cli:alice@other-host"):
+            with pytest.raises(psycopg.errors.CheckViolation, match="a second person must approve"):
+                conn.execute(
+                    "INSERT INTO attestly.erasure_approvals (request_id, approved_by) VALUES (%s, %s)",
+                    ("erase-0000000000e1", same),
+                )
+            conn.rollback()
+        for same in ("ui:carol", "cli:carol@build-host", "CAROL"):
+            with pytest.raises(psycopg.errors.CheckViolation, match="a second person must release it"):
+                conn.execute(
+                    "INSERT INTO attestly.legal_hold_releases (hold_id, reason, released_by) VALUES (%s, 'done', %s)",
+                    ("hold-0000000000e1", same),
+                )
+            conn.rollback()
+        # The database's person is the application's person.
+        for identity in (
+            "cli:alice@laptop",
+            "ui:Alice",
+            "attestly-cli:carol",
+            " airflow:Bob@x ",
+            "mallory@corp",
+        ):
+            (db_person,) = conn.execute("SELECT attestly.identity_person(%s)", (identity,)).fetchone()
+            assert db_person == person(identity), identity
+        conn.execute(
+            "INSERT INTO attestly.erasure_approvals (request_id, approved_by) VALUES ('erase-0000000000e1', 'ui:bob')"
+        )
+        conn.execute(
+            "INSERT INTO attestly.legal_hold_releases (hold_id, reason, released_by) "
+            "VALUES ('hold-0000000000e1', 'done', 'cli:dave@host')"
+        )
+        conn.commit()
+        for table, column in (("erasure_approvals", "approved_by"), ("legal_hold_releases", "released_by")):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"UPDATE attestly.{table} SET {column} = 'cli:alice@laptop'")
+            conn.rollback()
+    # A request approved by its own requester under another prefix, written before the triggers (here with
+    # triggers off, as the superuser): destroy_data_key does not count it as approved.
+    with PhiVault.connect() as vault:
+        _, key_id = vault.encrypt(subject_id="p-legacy", plaintext=b"x")
+    with admin("attestly") as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO attestly.erasure_requests (request_id, subject_id, reason, requested_by) "
+            "VALUES ('erase-0000000000e2', 'p-legacy', 'GDPR Art. 17', 'cli:erin@laptop')"
+        )
+        conn.execute(
+            "INSERT INTO attestly.erasure_approvals (request_id, approved_by) VALUES ('erase-0000000000e2', 'ui:Erin')"
+        )
+    with KeyRegistry.connect() as reg, pytest.raises(KeyRegistryError, match="no approved erasure request"):
         reg.destroy(key_id, run_id="erasure-run")
 
 

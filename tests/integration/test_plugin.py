@@ -580,7 +580,7 @@ def test_approve_an_erasure_request_in_the_view(ui: dict[str, Any]) -> None:
 
     with Ledger.connect() as ledger:
         own = request_erasure(ledger.conn, ledger, subject_id="p-190019", reason="GDPR Art. 17 (test)",
-                              requested_by=ui["username"])  # fmt: skip
+                              requested_by=f"cli:{ui['username']}@build-host")  # fmt: skip
         other = request_erasure(ledger.conn, ledger, subject_id="p-190020", reason="GDPR Art. 17 (test)",
                                 requested_by="cli:privacy-officer@laptop")  # fmt: skip
     admin, viewer = ui["token"], _token_for(ui, "auditor")
@@ -605,3 +605,53 @@ def test_approve_an_erasure_request_in_the_view(ui: dict[str, Any]) -> None:
     with Ledger.connect() as ledger:
         approvals = [e.body for e in ledger.entries(kind="erasure") if e.body.get("event") == "approved"]
     assert [a["request_id"] for a in approvals] == [other.request_id]
+
+
+def test_release_a_legal_hold_in_the_view(ui: dict[str, Any]) -> None:
+    """Active holds are listed on the page; a writer releases one as the logged-in user, with a reason;
+    the person who placed it (from the CLI, as the same name) cannot, nor viewers, nor requests without
+    the action header or a reason."""
+    from attestly.holds import add_hold, get_hold
+    from attestly.ledger import Ledger
+    from attestly.runcontext import RunContext
+
+    with RunContext.open(run_id="test-holds") as ctx:
+        own, _ = add_hold(ctx, reason="litigation L-19 (test)", source="billing",
+                          created_by=f"cli:{ui['username']}@build-host")  # fmt: skip
+        other, _ = add_hold(ctx, reason="regulator inquiry R-7 (test)", source="billing",
+                            created_by="cli:legal-counsel@laptop")  # fmt: skip
+    admin, viewer = ui["token"], _token_for(ui, "auditor")
+
+    def release(hid: str, token: str | None, *, header: bool = True, reason: str | None = "case closed") -> httpx.Response:  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if header:
+            headers["X-Attestly-Action"] = "release-hold"
+        body = {} if reason is None else {"reason": reason}
+        return httpx.post(
+            f"{ui['url']}/attestly/api/holds/{hid}/release", headers=headers, json=body, timeout=120
+        )
+
+    page = _get(ui, "/attestly/", token=admin)
+    assert page.status_code == 200
+    assert f'data-hold="{own.hold_id}"' in page.text and f'data-hold="{other.hold_id}"' in page.text
+    assert release(other.hold_id, viewer).status_code == 403
+    assert release(other.hold_id, admin, header=False).status_code == 400
+    no_reason = release(other.hold_id, admin, reason=None)
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["detail"]
+    assert release(other.hold_id, admin, reason="   ").status_code == 400
+    assert release("hold-000000000000", admin).status_code == 404
+    refused = release(own.hold_id, admin)
+    assert refused.status_code == 409 and "a different person must" in refused.json()["detail"]
+    ok = release(other.hold_id, admin)
+    assert ok.status_code == 201, ok.text
+    body = ok.json()
+    assert body["released_by"] == f"ui:{ui['username']}" and body["active"] is False
+    assert body["release_reason"] == "case closed"
+    assert release(other.hold_id, admin).status_code == 409  # already released
+    with RunContext.open(run_id="test-holds") as ctx:
+        assert get_hold(ctx.db, own.hold_id).active
+    page = _get(ui, "/attestly/", token=admin)
+    assert f'data-hold="{own.hold_id}"' in page.text and f'data-hold="{other.hold_id}"' not in page.text
+    with Ledger.connect() as ledger:
+        releases = [e.body for e in ledger.entries(kind="hold_release")]
+    assert [(r["hold_id"], r["released_by"]) for r in releases] == [(other.hold_id, f"ui:{ui['username']}")]

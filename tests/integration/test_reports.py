@@ -207,6 +207,33 @@ def _page_has_ink(png: Path) -> bool:
     return lo < 200
 
 
+def test_control_reports_say_who_triggered_each_run(bundles: dict[str, Bundle]) -> None:
+    """The runs behind a control's evidence are listed with who started them (the scheduler, the Airflow
+    user who triggered one, or "not recorded" for older records), in the report and in OSCAL."""
+    collected = _report(bundles, "pci:8.4.2")
+    runs = collected["runs"]
+    assert {e["run_url"] for e in collected["evidence"]} <= {r["run_url"] for r in runs}
+    assert {r["triggered_by"] for r in runs if r["dag_id"] == "evidence_collection"} == {"scheduler"}
+    disposal = _report(bundles, "hipaa:164.310(d)(2)(i)")
+    who = {r["run_id"]: r["triggered_by"] for r in disposal["runs"] if r["dag_id"] == "key_disposal"}
+    day = PLANTED["disposal_failed_run_day"]
+    assert who.pop(f"scheduled__{day.isoformat()}T00:00:00+00:00") == PLANTED["disposal_rerun_by"]
+    assert set(who.values()) == {"scheduler"}
+    html = bundles["hipaa"].files[f"controls/{disposal['control']['slug']}.html"].decode()
+    assert "Triggered by" in html and PLANTED["disposal_rerun_by"] in html
+    oscal = json.loads(bundles["hipaa"].files["oscal/assessment-results.json"])["assessment-results"]
+    props = [
+        p["value"]
+        for o in oscal["results"][0]["observations"]
+        if any(
+            p["name"] == "attestly-control-id" and p["value"] == "hipaa:164.310(d)(2)(i)" for p in o["props"]
+        )
+        for p in o["props"]
+        if p["name"] == "run-triggered-by"
+    ]
+    assert props == [PLANTED["disposal_rerun_by"], "scheduler"]
+
+
 def test_every_pdf_renders_to_non_empty_pages(bundles: dict[str, Bundle], tmp_path: Path) -> None:
     pdftoppm = require_tool("pdftoppm", packages="poppler-utils", why="renders the PDF pages to check them")
     count = 0
@@ -467,10 +494,11 @@ def test_reports_and_oscal_show_observation_time_method_and_population(bundles: 
         )
         props = {p["name"]: p["value"] for p in obs["props"]}
         assert props["observed-last"] == max(observed)
-        if any(e["collector"] != "manual" for e in r["evidence"]):  # manual statements name no policy (yet)
-            assert "policy-sha256" in props
+        assert "policy-sha256" in props  # manual statements name the policy in force too
+        assert r["policies"] == sorted({e["policy"] for e in r["evidence"]}) and all(r["policies"])
         for e in r["evidence"]:
             if e["collector"] == "manual":
+                assert e["policy"] and len(e["policy"]) == 64
                 continue
             # Observed after the day it is filed under (an observation of state goes on counting for the
             # days after it, so `date` can be a range that ends long after it was observed).

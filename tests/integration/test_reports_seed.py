@@ -28,6 +28,7 @@ PLANTED: dict[str, Any] = {
     "phi_fail_day": date(2026, 2, 19),
     "quality_fail_day": date(2026, 3, 11),
     "disposal_failed_run_day": date(2026, 3, 1),
+    "disposal_rerun_by": "ops-oncall",  # the Airflow user who triggered that run
     "archive_day": date(2026, 1, 20),
     # Manual evidence: one pack of sign-offs covers every other manual control for the quarter; CC1.1's
     # annual evidence covered 2025-01-01..2025-02-14, so it runs out mid-quarter (overdue after
@@ -191,8 +192,12 @@ def quarter_items() -> tuple[list[EvidenceItem], list[dict[str, Any]]]:
         for dag_id in ("retention_archive", "key_disposal", "evidence_collection"):
             failed = dag_id == "key_disposal" and day == PLANTED["disposal_failed_run_day"]
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            # Who started each run: the scheduler, but a person re-ran the failed disposal; the archive's
+            # records are of the older format that did not record it.
+            who = {"triggered_by": PLANTED["disposal_rerun_by"] if failed else "scheduler"}
             runs.append(
                 {
+                    **({} if dag_id == "retention_archive" else who),
                     "dag_id": dag_id,
                     "run_id": _run_id(dag_id, day),
                     "run_type": "scheduled",

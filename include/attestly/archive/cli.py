@@ -211,7 +211,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.add_argument("--all", action="store_true")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_hold_list)
-    r = hsub.add_parser("release", help="release a hold; its rows are purged by the next archive run")
+    r = hsub.add_parser(
+        "release",
+        help="release a hold as the OS user (refused for whoever placed it; another person can release it in "
+        "the Airflow UI's Evidence view); its rows are purged by the next archive run",
+    )
     r.add_argument("hold_id")
     r.add_argument("--reason", default="released", help="why the hold ends")
     r.add_argument("--json", action="store_true")

@@ -16,9 +16,10 @@ from typing import Any
 from attestly.cliutil import EXIT_OK, EXIT_PROBLEM
 from attestly.cliutil import error as _error
 from attestly.cliutil import open_context as _context
-from attestly.cliutil import os_user as _user
 from attestly.cliutil import parse_date as _date
 from attestly.cliutil import print_json as _print_json
+from attestly.cliutil import refuse_identity_flag as _refuse_identity_flag
+from attestly.cliutil import who as _who
 
 # ------------------------------------------------------------------------------------------- erasure
 
@@ -26,6 +27,8 @@ from attestly.cliutil import print_json as _print_json
 def cmd_erase_request(args: argparse.Namespace) -> int:
     from attestly.disposal.erasure import ErasureError, request_erasure
 
+    if args.requested_by is not None:
+        return _refuse_identity_flag("--requested-by", "Request it")
     with _context("cli:erase-request") as ctx:
         try:
             req = request_erasure(
@@ -33,7 +36,7 @@ def cmd_erase_request(args: argparse.Namespace) -> int:
                 ctx.ledger,
                 subject_id=args.subject,
                 reason=args.reason,
-                requested_by=args.requested_by or _user(),
+                requested_by=_who(),
                 subject_id_pattern=ctx.policy.sources.audit_table.subject_id_pattern,
             )
         except ErasureError as exc:
@@ -43,7 +46,8 @@ def cmd_erase_request(args: argparse.Namespace) -> int:
     else:
         print(
             f"erasure request {req.request_id} recorded (requested by {req.requested_by}); it is acted on "
-            f"once approved by someone else: attestly erase approve {req.request_id} --approved-by NAME"
+            "once approved by a different person, in the Airflow UI (Browse > Evidence), or by "
+            f"`attestly erase approve {req.request_id}` run by another OS user"
         )
     return EXIT_OK
 
@@ -51,9 +55,11 @@ def cmd_erase_request(args: argparse.Namespace) -> int:
 def cmd_erase_approve(args: argparse.Namespace) -> int:
     from attestly.disposal.erasure import ErasureError, approve_erasure
 
+    if args.approved_by is not None:
+        return _refuse_identity_flag("--approved-by", "Approve it")
     with _context("cli:erase-approve") as ctx:
         try:
-            req = approve_erasure(ctx.db, ctx.ledger, args.request_id, approved_by=args.approved_by)
+            req = approve_erasure(ctx.db, ctx.ledger, args.request_id, approved_by=_who())
         except ErasureError as exc:
             return _error(str(exc))
     if args.json:
@@ -235,12 +241,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     r.add_argument("--subject", required=True, help="the data subject id")
     r.add_argument("--reason", required=True, help="legal basis or ticket (e.g. 'GDPR Art. 17, ticket 4411')")
-    r.add_argument("--requested-by", default=None, help="who requests it (default: the OS user)")
+    r.add_argument("--requested-by", default=None, help=argparse.SUPPRESS)  # retired: refused, see cliutil
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_erase_request)
-    a = esub.add_parser("approve", help="approve a request (someone other than the requester)")
+    a = esub.add_parser(
+        "approve",
+        help="approve a request as the OS user (refused for its requester; another person can approve in "
+        "the Airflow UI's Evidence view)",
+    )
     a.add_argument("request_id")
-    a.add_argument("--approved-by", required=True, help="who approves it")
+    a.add_argument("--approved-by", default=None, help=argparse.SUPPRESS)  # retired: refused
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_erase_approve)
     s = esub.add_parser(

@@ -1,7 +1,10 @@
 """Erasure requests: ``attestly erase request | approve | status``.
 
 A request names a data subject and a reason. It is acted on by ``key_disposal`` only once approved by
-someone other than the requester (four eyes, enforced by the database). Completion is the certificate of
+a person other than the requester (four eyes: :func:`attestly.identity.same_person` here, and
+``attestly.identity_person`` in the database, which refuses it on its own). The command line records the
+OS user (``cli:<user>@<host>``) as requester and approver; a different person approves in the Airflow
+UI's Evidence view (``ui:<user>``). Completion is the certificate of
 destruction that covers it. Requests, approvals and completions are ledgered (kind ``erasure``) with a
 SHA-256 of the subject id, never the id itself.
 
@@ -162,8 +165,13 @@ def request_erasure(
 def approve_erasure(
     conn: psycopg.Connection[Any], ledger: Ledger, request_id: str, *, approved_by: str
 ) -> ErasureRequest:
-    """Approve a request (by someone other than its requester). Approving twice is refused."""
+    """Approve a request, by a person other than its requester: the *person* is compared
+    (:func:`attestly.identity.same_person`), so ``ui:alice`` cannot approve what ``cli:alice@laptop``
+    requested, and the database refuses it on its own (``attestly.check_erasure_approval``). Approving
+    twice is refused."""
     import psycopg
+
+    from attestly.identity import same_person
 
     try:
         approved_by = clean_name(approved_by, option="--approved-by")
@@ -174,6 +182,11 @@ def approve_erasure(
     req = get_request(conn, request_id)
     if req.approved_at is not None:
         raise ErasureError(f"erasure request {request_id} was already approved by {req.approved_by}")
+    if same_person(approved_by, req.requested_by):
+        raise ErasureError(
+            f"erasure request {request_id} was requested by {req.requested_by}; {approved_by} may not "
+            "approve it: a different person must (in the Airflow UI's Evidence view, logged in as them)"
+        )
     try:
         with conn.transaction():
             conn.execute(

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from attestly.evidence import iso
 from attestly.policy import FRAMEWORKS
 from attestly.reports.model import (
     ACTIVITY_COLLECTORS,
@@ -391,6 +392,41 @@ def _activity(ctx: BuildContext, a: Assessment, rows: Sequence[dict[str, Any]]) 
     return out
 
 
+def _runs(ctx: BuildContext, a: Assessment, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The workflow runs behind this control's evidence and days (their run records), each with who
+    started it (``triggered_by``: the Airflow user, ``scheduler``, or ``not recorded`` for older runs)."""
+    index = ctx.snapshot.index
+    found = {index.run_by_seq[s] for s in a.run_seqs() if s in index.run_by_seq}
+    for s in seqs:
+        airflow = index.by_seq[s].airflow or {}
+        run = index.run_of(airflow.get("dag_id"), airflow.get("run_id"))
+        if run is not None:
+            found.add(run)
+    return [
+        {
+            "seq": r.seq,
+            "dag_id": clean_text(r.dag_id, limit=200),
+            "run_id": clean_text(r.run_id, limit=250),
+            "run_url": run_url(ctx.airflow_base_url, r.dag_id, r.run_id),
+            "interval": {"start": iso(r.start), "end": iso(r.end)},
+            "outcome": r.outcome,
+            "triggered_by": clean_text(r.triggered_by, limit=128) if r.triggered_by else None,
+        }
+        for r in sorted(found, key=lambda r: (r.start, r.dag_id, r.seq))
+    ]
+
+
+def _runs_by_trigger(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How many runs of each DAG each person (or the scheduler) started: the PDF's summary of long lists."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in runs:
+        key = (str(r["dag_id"]), str(r["triggered_by"] or ""))
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        {"dag_id": dag, "triggered_by": who or None, "runs": n} for (dag, who), n in sorted(counts.items())
+    ]
+
+
 def _day_collectors(a: Assessment, cells: Sequence[Any]) -> dict[str, str]:
     """The policy's collectors one by one, and the source checks as one row (worst status first)."""
     out = {
@@ -508,6 +544,7 @@ def build_control_report(
     fw = policy.frameworks[control.framework]  # type: ignore[index]
     missing = a.missing()
     exceptions = _exceptions(ctx, a)
+    runs = _runs(ctx, a, seqs)
     return {
         "schema": CONTROL_SCHEMA,
         "control": {
@@ -566,6 +603,8 @@ def build_control_report(
             for c, ds in sorted(missing.items())
         ],
         "activity": _activity(ctx, a, rows),
+        "runs": runs,
+        "runs_by_trigger": _runs_by_trigger(runs),
         "evidence": rows,
         "provenance": provenance(rows),
         "policies": sorted({e["policy"] for e in rows if e.get("policy")}),

@@ -290,6 +290,9 @@ class RunRecord:
     end: datetime
     outcome: str
     failed_tasks: tuple[str, ...]
+    #: Who started the run: the triggering Airflow user, ``scheduler``, or None in records made before
+    #: runs recorded it.
+    triggered_by: str | None = None
 
     @classmethod
     def from_body(cls, *, seq: int, body: Mapping[str, Any]) -> RunRecord | None:
@@ -303,6 +306,7 @@ class RunRecord:
                 end=parse_ts(str(interval["end"])),
                 outcome=str(body.get("outcome", "")),
                 failed_tasks=tuple(str(t) for t in body.get("failed_tasks", ())),
+                triggered_by=str(body["triggered_by"]) if body.get("triggered_by") else None,
             )
         except (KeyError, ValueError):
             return None
@@ -416,6 +420,7 @@ class EvidenceIndex:
         self.cadences: Mapping[str, str] = dict(cadences or {})
         self.runs: list[RunRecord] = sorted(runs, key=lambda r: r.seq)
         self._run_by_id = {(r.dag_id, r.run_id): r for r in self.runs}
+        self.run_by_seq: dict[int, RunRecord] = {r.seq: r for r in self.runs}
         self.by_seq: dict[int, EvidenceRecord] = {}
         self._cells: dict[tuple[str, date], list[EvidenceRecord]] = {}
         for rec in sorted(evidence, key=lambda r: r.seq):
@@ -430,6 +435,10 @@ class EvidenceIndex:
             for cell, days in cells.items():
                 for d in days:
                     self._cells.setdefault((cell, d), []).append(rec)
+
+    def run_of(self, dag_id: str | None, run_id: str | None) -> RunRecord | None:
+        """The run record of an Airflow run, if the ledger has one."""
+        return self._run_by_id.get((str(dag_id), str(run_id))) if dag_id and run_id else None
 
     def days_of(self, rec: EvidenceRecord) -> list[date]:
         """Days of the period an item counts for (event items: the day of the activity; manual and

@@ -65,6 +65,8 @@ def _provenance_props(report: dict[str, Any]) -> list[dict[str, str]]:
         out.append(_prop("population-examined", sum(sizes)))
     for sha in report.get("policies") or []:
         out.append(_prop("policy-sha256", sha))
+    for who in sorted({str(r["triggered_by"]) for r in report.get("runs") or [] if r.get("triggered_by")}):
+        out.append(_prop("run-triggered-by", who))
     return out
 
 

@@ -18,6 +18,10 @@ Routes (every one behind ``auth``, an app-wide dependency; the plugin passes
 - ``POST /attestly/api/erasure/<erase-id>/approve``  approve an erasure request as the logged-in user
   (``ui:<user>``), refused (409) when that person requested it (``cli:``/``ui:`` prefixes and ``@host``
   ignored); header ``X-Attestly-Action: approve-erasure`` and the ``writer`` dependency;
+- ``POST /attestly/api/holds/<hold-id>/release``  release a legal hold as the logged-in user
+  (``ui:<user>``), with a reason (JSON ``{"reason": "..."}``, required); refused (409) when that person
+  placed the hold (:func:`attestly.holds.release_hold`, and the database on its own); header
+  ``X-Attestly-Action: release-hold`` and the ``writer`` dependency; 404 for an unknown hold;
 - ``GET  /attestly/reports/file?key=reports/...``  a report object from the bucket — the version the
   ledger recorded, checked against its SHA-256 — served with
   ``Content-Security-Policy: sandbox`` so stored HTML cannot run script on Airflow's origin.
@@ -42,6 +46,8 @@ VERIFY_HEADER = "X-Attestly-Action"
 #: ``X-Attestly-Action`` values for accepting an exception response and approving an erasure request.
 ACCEPT_EXCEPTION = "accept-exception"
 APPROVE_ERASURE = "approve-erasure"
+#: ``X-Attestly-Action`` value for releasing a legal hold.
+RELEASE_HOLD = "release-hold"
 
 
 def _user_name(user: Any) -> str:
@@ -67,6 +73,24 @@ def _overview(base_url: str | None, today: date | None = None) -> Any:
             base_url=base_url,
             verify=last_verify(),
         )
+
+
+def _release_hold(hold_id: str, reason: str, released_by: str) -> dict[str, Any]:
+    """Release a hold as ``released_by`` through the same path as ``attestly hold release`` (both
+    databases, S3 legal holds, ledger); HTTP 404/409 for an unknown hold or a refused release."""
+    from attestly.holds import HoldError, get_hold, release_hold
+    from attestly.runcontext import RunContext
+
+    with RunContext.open(run_id=f"ui:hold-release:{hold_id}") as ctx:
+        try:
+            get_hold(ctx.db, hold_id)
+        except HoldError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        try:
+            hold = release_hold(ctx, hold_id, reason=reason, released_by=released_by)
+        except HoldError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return {**hold.to_dict(), "criteria": hold.criteria(hash_subject=True)}
 
 
 def _deny_writes() -> None:
@@ -209,6 +233,29 @@ def create_app(
             except ErasureError as exc:
                 raise HTTPException(409, str(exc)) from exc
         return JSONResponse(req.to_dict(hash_subject=True), status_code=201)
+
+    @app.post("/api/holds/{hold_id}/release")
+    async def hold_release(
+        hold_id: str,
+        request: Request,
+        user: Any = Depends(writer),  # noqa: B008 - FastAPI idiom
+        action: str | None = Header(default=None, alias=VERIFY_HEADER),
+    ) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        if action != RELEASE_HOLD:
+            raise HTTPException(400, f"send the header {VERIFY_HEADER}: {RELEASE_HOLD}")
+        if not re.fullmatch(r"hold-[0-9a-f]{12}", hold_id):
+            raise HTTPException(404, "not a hold id (hold-<12 hex digits>)")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if not isinstance(reason, str) or not reason.strip():
+            raise HTTPException(400, 'a release needs a reason: send JSON {"reason": "why the hold ends"}')
+        released = await run_in_threadpool(_release_hold, hold_id, reason, f"ui:{_user_name(user)}")
+        return JSONResponse(released, status_code=201)
 
     @app.get("/reports/file")
     def report_file(key: str = Query(..., max_length=1024)) -> Response:

@@ -143,6 +143,8 @@ class Overview:
     reports_truncated: bool
     verify: dict[str, Any] | None
     status_counts: dict[str, int] = field(default_factory=dict)
+    #: Active legal holds (subjects as SHA-256, like the ledger), each releasable by another person.
+    holds: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +158,7 @@ class Overview:
             "reports": [asdict(r) for r in self.reports],
             "reports_truncated": self.reports_truncated,
             "verify": self.verify,
+            "holds": list(self.holds),
         }
 
 
@@ -349,4 +352,20 @@ def build_overview(
         reports_truncated=truncated,
         verify=verify,
         status_counts=counts,
+        holds=_active_holds(ledger),
     )
+
+
+def _active_holds(ledger: Ledger) -> list[dict[str, Any]]:
+    from attestly.holds import list_holds
+
+    return [
+        {
+            "hold_id": h.hold_id,
+            "reason": h.reason,
+            "criteria": h.criteria(hash_subject=True),
+            "created_at": iso(h.created_at),
+            "created_by": h.created_by,
+        }
+        for h in list_holds(ledger.conn, include_released=False)
+    ]

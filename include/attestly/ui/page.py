@@ -117,6 +117,24 @@ collectors on every day; any failing item is a failure; a day without evidence (
 {% else %}<p id="verify-result" class="muted">No verification has been run from this page yet.</p>{% endif %}
 <p><button id="verify-button" type="button">Verify the bucket now</button> <span id="verify-status" class="muted"></span></p>
 
+<h2 id="holds">Legal holds</h2>
+{% if o.holds %}
+<p class="muted">Active holds keep their rows online, their archive objects under S3 legal hold and their keys from
+disposal. A hold is released by a person other than the one who placed it, here as the logged-in user, with a reason.</p>
+<table>
+<thead><tr><th>Hold</th><th>Criteria</th><th>Reason</th><th>Placed</th><th>Release</th></tr></thead>
+<tbody>
+{% for h in o.holds %}
+<tr class="hold" data-hold="{{ h.hold_id }}"><td><code>{{ h.hold_id }}</code></td>
+  <td class="mono">{% for k, v in h.criteria.items() %}{{ k }}={{ v[:16] ~ "…" if k == "subject_sha256" else v }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
+  <td>{{ h.reason }}</td><td class="mono">{{ h.created_at }}<br>{{ h.created_by }}</td>
+  <td><form class="release-hold" data-url="{{ hold_release_url(h.hold_id) }}"><input name="reason" required maxlength="500" placeholder="why the hold ends">
+  <button type="submit">Release</button> <span class="release-status muted"></span></form></td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% else %}<p class="muted">No active legal holds.</p>{% endif %}
+
 <h2 id="reports">Reports</h2>
 {% if o.reports %}
 <table>
@@ -144,6 +162,20 @@ document.getElementById("verify-button").addEventListener("click", async () => {
     window.location.reload();
   } catch (err) { status.textContent = "verify failed to run: " + err; }
 });
+for (const form of document.querySelectorAll("form.release-hold")) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = form.querySelector(".release-status");
+    status.textContent = "releasing…";
+    try {
+      const resp = await fetch(form.dataset.url, {method: "POST", credentials: "same-origin",
+        headers: {"X-Attestly-Action": "release-hold", "Content-Type": "application/json"},
+        body: JSON.stringify({reason: form.elements.reason.value})});
+      if (!resp.ok) { const b = await resp.json().catch(() => ({})); status.textContent = "refused: " + (b.detail || "HTTP " + resp.status); return; }
+      window.location.reload();
+    } catch (err) { status.textContent = "release failed: " + err; }
+  });
+}
 </script>
 </body>
 </html>
@@ -182,5 +214,6 @@ def render_page(overview: Overview, *, app_root: str = "/attestly") -> str:
         "verify_url": f"{root}/api/verify",
         "evidence_url": f"{root}/evidence/add",
         "file_url": file_url,
+        "hold_release_url": lambda hold_id: f"{root}/api/holds/{quote(hold_id, safe='')}/release",
     }
     return template.render(**values)

@@ -126,11 +126,7 @@ def population_item(
         ),
         population=Population(
             what="AWS accounts under assessment and their regions",
-            how=(
-                "aws.yaml accounts; AWS Organizations ListAccounts / ListRoots / "
-                "ListOrganizationalUnitsForParent / ListAccountsForParent (ACTIVE accounts, include_ous, "
-                "minus exclude_accounts); regions all_enabled by ec2:DescribeRegions in each account"
-            )
+            how=population.how()[:600]
             if result != "not_applicable"
             else "not enumerated for a backfilled interval (today's population is not the past one)",
             size=len(population.accounts) if result != "not_applicable" else 0,

@@ -118,6 +118,49 @@ class Population:
             },
         }
 
+    def how(self) -> str:
+        """How this population was actually enumerated: where its accounts came from (the accounts
+        ``aws.yaml`` lists, and/or AWS Organizations with the calls made), what was left out, and where
+        each account's regions came from."""
+        listed = sum(1 for a in self.accounts if a.source == "policy")
+        from_org = sum(1 for a in self.accounts if a.source == "organization")
+        parts = []
+        if listed or self.organization is None:
+            parts.append(f"{listed} account(s) from the target list in aws.yaml (accounts:)")
+        org = self.organization
+        if org is not None:
+            if org.get("error"):
+                parts.append(
+                    f"AWS Organizations not read (via {org.get('management_role_arn')}: {org['error']}), so "
+                    "its accounts are missing"
+                )
+            else:
+                ous = org.get("include_ous") or []
+                parts.append(
+                    f"{from_org} account(s) from AWS Organizations {org.get('id')} (DescribeOrganization, "
+                    f"ListAccounts: {org.get('accounts_listed')} listed; ListRoots / "
+                    "ListOrganizationalUnitsForParent / ListAccountsForParent for OU paths; ACTIVE only"
+                    + (f", under include_ous {', '.join(ous)}" if ous else "")
+                    + f"; {len(self.excluded)} excluded with the reason recorded)"
+                )
+        by_source: dict[str, int] = {}
+        for a in self.accounts:
+            by_source[a.regions_from] = by_source.get(a.regions_from, 0) + 1
+        regions = []
+        if by_source.get("policy"):
+            regions.append(f"{by_source['policy']} account(s) with the regions aws.yaml lists")
+        if by_source.get("ec2:DescribeRegions"):
+            regions.append(
+                f"{by_source['ec2:DescribeRegions']} account(s) with their enabled regions "
+                "(regions: all_enabled) from ec2:DescribeRegions through the account's audit role"
+            )
+        text = "; ".join(parts)
+        if regions:
+            text += "; regions: " + ", ".join(regions)
+        if self.excluded_regions:
+            text += f", minus exclude_regions ({', '.join(self.excluded_regions)})"
+        return text
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Population:
         if d.get("schema") != POPULATION_SCHEMA:
