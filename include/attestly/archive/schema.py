@@ -57,6 +57,8 @@ _TYPED_KINDS = {
     "timestamp": "timestamp",
     "bytea": "bytea",
 }
+#: Kinds the binary COPY carries in PostgreSQL's binary form (decoded to their Arrow type by the driver).
+_BINARY_KINDS = frozenset({"int64", "int32", "int16", "bool", "date", "timestamptz", "timestamp"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,23 @@ class Column:
         if self.kind == "bytea":
             return sql.SQL("encode({}, 'hex')").format(ident)
         return ident
+
+    def binary_select_expr(self) -> sql.Composable:
+        """The expression exported for this column by the binary COPY (``AS`` its name), decoded by the
+        PostgreSQL ADBC driver straight into :meth:`arrow_type`: typed columns travel in PostgreSQL's
+        binary form (no text formatting, no parsing); ``bytea`` as its hex text; plain text as is; every
+        other type as its output function's text — ``format('%s', v)`` calls exactly the function CSV
+        output calls (unlike some casts to text: ``inet::text`` appends ``/32``), NULL kept NULL."""
+        from psycopg import sql
+
+        ident = sql.Identifier(self.name)
+        if self.kind in _BINARY_KINDS or self.pg_type == "text" or self.pg_type.startswith("character"):
+            expr: sql.Composable = ident
+        elif self.kind == "bytea":
+            expr = sql.SQL("encode({}, 'hex')").format(ident)
+        else:
+            expr = sql.SQL("CASE WHEN {0} IS NULL THEN NULL ELSE format('%s', {0}) END").format(ident)
+        return sql.SQL("{} AS {}").format(expr, ident)
 
     def parse_type(self) -> pa.DataType:
         """Arrow type the CSV text is parsed as."""
