@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from typing import Any
 
 import pytest
@@ -90,6 +91,8 @@ def test_binary_and_csv_exports_write_the_same_archive(archive_env: str) -> None
             for name, value in db.items():
                 assert binary["uploaded"]["exported"][name] == value, name
             assert binary["uploaded"]["exported"]["rows"] == binary["table"].num_rows > 0
+            ids = binary["table"].column(layout.id_column).to_pylist()
+            assert ids == sorted(ids, key=lambda i: uuid.UUID(i).bytes)  # uuid order, as PostgreSQL sorts
             if "pci" in batch.selector_values:
                 rows = binary["table"].to_pylist()
                 odd = sorted((r for r in rows if r["source"] == "odd-source"), key=lambda r: r["seq"])

@@ -355,13 +355,17 @@ def export_query(layout: TableLayout, where: sql.Composable) -> sql.Composed:
 
 
 def binary_export_query(layout: TableLayout, where: sql.Composable) -> sql.Composed:
-    """The SELECT the binary export streams (the driver wraps it in ``COPY ... (FORMAT binary)``)."""
+    """The SELECT the binary export streams (the driver wraps it in ``COPY ... (FORMAT binary)``).
+
+    The sort key is the table's column, qualified: a bare name in ``ORDER BY`` would name the output
+    column of that name, which for a non-text id is its text form (a different, slower order)."""
     from psycopg import sql
 
-    return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+    return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}.{}").format(
         sql.SQL(", ").join(c.binary_select_expr() for c in layout.columns),
         layout.ident(),
         where,
+        layout.ident(),
         sql.Identifier(layout.id_column),
     )
 
