@@ -209,7 +209,7 @@ def test_failpoints_are_off_unless_named_and_typos_are_refused(monkeypatch: pyte
 
 
 def test_binary_export_sorts_by_the_id_column_and_keeps_text_forms() -> None:
-    """The binary export's SELECT: typed columns as they are, bytea as hex, other types through their
+    """The binary export's SELECT: typed columns and bytea as they are, other types through their
     output function (NULL kept); sorted by the table's id column, not the output column of that name
     (which for a uuid id is its text form)."""
     from psycopg import sql
@@ -233,5 +233,18 @@ def test_binary_export_sorts_by_the_id_column_and_keeps_text_forms() -> None:
         'SELECT CASE WHEN "id" IS NULL THEN NULL ELSE format(\'%s\', "id") END AS "id", '
         '"at" AS "at", "n" AS "n", "who" AS "who", "code" AS "code", '
         'CASE WHEN "ip" IS NULL THEN NULL ELSE format(\'%s\', "ip") END AS "ip", '
-        'encode("h", \'hex\') AS "h" FROM "audit"."events" WHERE true'
+        '"h" AS "h" FROM "audit"."events" WHERE true'
     )
+
+
+def test_hex_text_is_postgresql_hex_encoding_in_bulk() -> None:
+    from attestly.archive.schema import hex_text
+
+    values = [os.urandom(i % 40) if i % 7 else None for i in range(5000)]
+    values[1] = b""
+    arr = pa.array(values, pa.binary())
+    for part in (arr, arr.slice(3), arr.slice(10, 0), pa.array([None, None], pa.binary())):
+        out = hex_text(part)
+        out.validate(full=True)
+        assert out.type == pa.string()
+        assert out.to_pylist() == [v.hex() if v is not None else None for v in part.to_pylist()]

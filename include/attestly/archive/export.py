@@ -179,15 +179,21 @@ def _csv_reader(source: CopyReader, layout: TableLayout) -> Any:
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Attach the archive schema (nullability, metadata) to a parsed batch, casting a column only if its
-    parsed type differs (it does not for the types :class:`~attestly.archive.schema.Column` parses)."""
+    """Attach the archive schema (nullability, metadata) to a parsed or decoded batch, casting a column
+    only if its type differs (it does not for the types :class:`~attestly.archive.schema.Column` parses);
+    bytes (``bytea`` from the binary COPY) become their hex text."""
     import pyarrow as pa
+
+    from attestly.archive.schema import hex_text
 
     arrays = []
     for i, field in enumerate(schema):
         col = batch.column(i)
         if col.type != field.type:
-            col = col.cast(field.type)
+            if pa.types.is_binary(col.type) and pa.types.is_string(field.type):
+                col = hex_text(col)
+            else:
+                col = col.cast(field.type)
         arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
