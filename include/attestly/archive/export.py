@@ -43,7 +43,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CSV_BLOCK_SIZE = 2 * 1024 * 1024
-#: Parsed CSV blocks (of ``CSV_BLOCK_SIZE`` bytes each) waiting between the COPY thread and the writer.
+#: Decoded record batches of the binary export are about this size (the driver's default, 16 MiB, holds
+#: several row groups' worth of rows in the queue: memory, for no speed).
+BINARY_BATCH_BYTES = 4 * 1024 * 1024
+#: Parsed CSV blocks (of ``CSV_BLOCK_SIZE`` bytes each) or decoded batches waiting between the COPY
+#: thread and the writer.
 PARSED_QUEUE_DEPTH = 2
 FORMAT_VERSION = "attestly.archive/v1"
 #: How the export receives the rows by default: "binary" (COPY ... (FORMAT binary), decoded into Arrow by
@@ -335,6 +339,7 @@ def _binary_rows(
         for statement in AUDIT_SESSION_SETTINGS:
             cur.execute(statement)
         cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BINARY_BATCH_BYTES)})
         cur.execute(query)
         reader = cur.fetch_record_batch()
         size = 0
