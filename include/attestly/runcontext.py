@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from attestly.policy import Policy
     from attestly.store import EvidenceStore
 
+#: The session settings of every audit-database connection (the text forms the archive stores depend on
+#: them): the psycopg connections of :func:`connect_audit` and the export's binary COPY connection.
+AUDIT_SESSION_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET bytea_output = 'hex'",
+    "SET extra_float_digits = 3",
+)
+
 #: Rows per Parquet row group (the unit of memory when writing and reading an archive).
 DEFAULT_ROW_GROUP_ROWS = 65_536
 
@@ -148,9 +157,7 @@ def connect_audit(conn_id: str) -> psycopg.Connection[Any]:
     from attestly.connections import pg_connect
 
     conn = pg_connect(conn_id)
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.execute("SET bytea_output = 'hex'")
-    conn.execute("SET extra_float_digits = 3")
+    for statement in AUDIT_SESSION_SETTINGS:
+        conn.execute(statement)
     conn.commit()
     return conn

@@ -206,3 +206,45 @@ def test_failpoints_are_off_unless_named_and_typos_are_refused(monkeypatch: pyte
         failpoints.hit("archive.nowhere")
     monkeypatch.setenv(failpoints.ENV, " archive.after_verify , archive.mid_upload")
     assert failpoints.enabled() == {"archive.after_verify", "archive.mid_upload"}
+
+
+def test_binary_export_sorts_by_the_id_column_and_keeps_text_forms() -> None:
+    """The binary export's SELECT: typed columns and bytea as they are, other types through their
+    output function (NULL kept); sorted by the table's id column, not the output column of that name
+    (which for a uuid id is its text form)."""
+    from psycopg import sql
+
+    from attestly.archive.export import binary_export_query
+    from attestly.archive.schema import Column, TableLayout
+
+    cols = (
+        Column("id", "uuid", "text", False),
+        Column("at", "timestamp with time zone", "timestamptz", False),
+        Column("n", "bigint", "int64", False),
+        Column("who", "text", "text", True),
+        Column("code", "character varying(8)", "text", True),
+        Column("ip", "inet", "text", True),
+        Column("h", "bytea", "bytea", False),
+    )
+    lay = TableLayout("audit", "events", cols, "id", "at", "h", "who", "who", None)
+    text = binary_export_query(lay, sql.SQL("true")).as_string(None)
+    assert text.endswith('ORDER BY "audit"."events"."id"')
+    assert text.startswith(
+        'SELECT CASE WHEN "id" IS NULL THEN NULL ELSE format(\'%s\', "id") END AS "id", '
+        '"at" AS "at", "n" AS "n", "who" AS "who", "code" AS "code", '
+        'CASE WHEN "ip" IS NULL THEN NULL ELSE format(\'%s\', "ip") END AS "ip", '
+        '"h" AS "h" FROM "audit"."events" WHERE true'
+    )
+
+
+def test_hex_text_is_postgresql_hex_encoding_in_bulk() -> None:
+    from attestly.archive.schema import hex_text
+
+    values = [os.urandom(i % 40) if i % 7 else None for i in range(5000)]
+    values[1] = b""
+    arr = pa.array(values, pa.binary())
+    for part in (arr, arr.slice(3), arr.slice(10, 0), pa.array([None, None], pa.binary())):
+        out = hex_text(part)
+        out.validate(full=True)
+        assert out.type == pa.string()
+        assert out.to_pylist() == [v.hex() if v is not None else None for v in part.to_pylist()]

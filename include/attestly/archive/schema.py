@@ -19,6 +19,7 @@ piped into ``sha256sum``; from the archive with :class:`Figures`; and from the d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -57,6 +58,8 @@ _TYPED_KINDS = {
     "timestamp": "timestamp",
     "bytea": "bytea",
 }
+#: Kinds the binary COPY carries in PostgreSQL's binary form (decoded to their Arrow type by the driver).
+_BINARY_KINDS = frozenset({"int64", "int32", "int16", "bool", "date", "timestamptz", "timestamp"})
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,27 @@ class Column:
             return sql.SQL("encode({}, 'hex')").format(ident)
         return ident
 
+    def binary_select_expr(self) -> sql.Composable:
+        """The expression exported for this column by the binary COPY (``AS`` its name), decoded by the
+        PostgreSQL ADBC driver straight into :meth:`arrow_type`: typed columns travel in PostgreSQL's
+        binary form (no text formatting, no parsing); ``bytea`` as its bytes (:func:`hex_text` turns them
+        into the archive's hex text, vectorised); plain text as is; every
+        other type as its output function's text — ``format('%s', v)`` calls exactly the function CSV
+        output calls (unlike some casts to text: ``inet::text`` appends ``/32``), NULL kept NULL."""
+        from psycopg import sql
+
+        ident = sql.Identifier(self.name)
+        if (
+            self.kind in _BINARY_KINDS
+            or self.kind == "bytea"
+            or self.pg_type == "text"
+            or self.pg_type.startswith("character")
+        ):
+            expr: sql.Composable = ident
+        else:
+            expr = sql.SQL("CASE WHEN {0} IS NULL THEN NULL ELSE format('%s', {0}) END").format(ident)
+        return sql.SQL("{} AS {}").format(expr, ident)
+
     def parse_type(self) -> pa.DataType:
         """Arrow type the CSV text is parsed as."""
         import pyarrow as pa
@@ -106,6 +130,39 @@ class Column:
     def arrow_type(self) -> pa.DataType:
         """Arrow (Parquet) type stored in the archive (the parsed type: no conversion pass)."""
         return self.parse_type()
+
+
+def hex_text(array: pa.Array) -> pa.Array:
+    """A binary array as lower-case hex text (``encode(v, 'hex')``; NULL stays NULL), in bulk: each byte
+    is looked up in a 256-entry table of two-character codes, and every offset doubles."""
+    import numpy as np
+    import pyarrow as pa
+
+    if array.offset:  # buffers read from the start: make the array start at its buffers' start
+        array = pa.concat_arrays([array])
+    n = len(array)
+    validity, offsets_buf, data_buf = array.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1) if n else np.zeros(1, np.int32)
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end - start > (2**31 - 1) // 2:
+        raise ValueError("binary array too large to hex-encode into one string array")
+    raw = np.frombuffer(data_buf, dtype=np.uint8, count=end - start, offset=start) if end > start else None
+    text = _hex_codes()[raw] if raw is not None else np.zeros(0, dtype="<u2")
+    return pa.StringArray.from_buffers(
+        n,
+        pa.py_buffer((offsets - start) * 2),
+        pa.py_buffer(text),
+        validity,
+        array.null_count,
+    )
+
+
+@functools.cache
+def _hex_codes() -> Any:
+    import numpy as np
+
+    # Little-endian 16-bit codes: the first character in the low byte, so memory reads "0f", not "f0".
+    return np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in range(256)], dtype="<u2")
 
 
 @dataclass(frozen=True)
