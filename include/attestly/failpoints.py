@@ -25,6 +25,7 @@ ARCHIVE_FAILPOINTS: tuple[str, ...] = (
     "archive.mid_upload",
     "archive.after_upload_before_journal",
     "archive.after_journal_uploaded",
+    "archive.after_authorize_before_verified",
     "archive.after_verify",
     "archive.mid_purge_before_commit",
     "archive.after_purge_before_journal",

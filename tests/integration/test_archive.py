@@ -105,7 +105,9 @@ def test_archive_purges_exactly_the_due_rows_and_records_manifests(archive_env: 
         and manifest["key"]["key_id"] == f"archive/pci-audit/{M_SEC:%Y-%m}"
     )
     assert manifest["rows"] == manifest["purged_rows"] == manifest["database_at_verification"]["rows"]
-    assert manifest["content_hash"]["value"] == manifest["database_at_verification"]["content_hash"]
+    # The audit database itself checked the rows (once, when the batch was authorised during verification).
+    assert manifest["block_digest"]["value"] == manifest["database_at_verification"]["block_digest"]
+    assert manifest["database_at_verification"]["checked_by"] == "audit.authorize_purge"
     assert {e["collector"] for e in evidence} == {"archive.manifest"}
     assert all(e["result"] == "pass" and e["controls"] for e in evidence)
 

@@ -159,15 +159,43 @@ def test_a_batch_is_purged_only_with_its_verified_digest_and_exactly_its_rows(
     sec, sec_digest = _figures(admin_audit, old, ["soc2", "general"])
     assert pci > 0 and sec > 0
     with pg_connect("audit_archiver", autocommit=True) as conn:
-        # A digest that is not the rows' (an archive that does not match) refuses the purge, nothing goes.
-        _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci, "0" * 64)
-        with pytest.raises(psycopg.errors.DataException, match="archived and verified"):
+        # A digest (or count) that is not the rows' — an archive that does not match — cannot even be
+        # authorised: the database recomputes its own figures and names them.
+        for bad_rows, bad_digest in ((pci, "0" * 64), (pci + 1, pci_digest)):
+            with pytest.raises(psycopg.errors.DataException, match="the archive has") as refused:
+                _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], bad_rows, bad_digest)
+            assert f"holds {pci} rows (digest {pci_digest})" in str(refused.value)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no verified archive batch"):
             conn.execute(
                 "SELECT audit.purge_batch('audit.events.pci-audit.x', 'audit.events.pci-audit.x#1', '{}')"
             )
+        _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci, pci_digest)
+        checked = conn.execute(
+            "SELECT db_rows, db_digest, db_checked_at IS NOT NULL FROM audit.purge_authorizations "
+            "WHERE batch_id = 'audit.events.pci-audit.x'"
+        ).fetchone()
+        assert checked == (pci, pci_digest, True)
+        # A row that lands in the scope after the check: the purge hashes the rows as it deletes them,
+        # finds one more, and undoes the delete.
+        late = uuid.uuid4()
+        with pg_connect("audit_writer") as writer:
+            writer.execute(
+                "INSERT INTO audit.events (id, occurred_at, source, seq, standard, row_hash) "
+                "VALUES (%s, %s, 'billing', %s, 'pci', %s)",
+                (late, lo + timedelta(days=3), 10**9, b"\x00" * 32),
+            )
+            writer.commit()
+        with pytest.raises(
+            psycopg.errors.DataException, match=rf"holds {pci + 1} rows .* archived and verified"
+        ):
+            conn.execute(
+                "SELECT audit.purge_batch('audit.events.pci-audit.x', 'audit.events.pci-audit.x#1', '{}')"
+            )
+        assert _count(admin_audit, "id = %s", (late,)) == 1
+        total += 1
         # Written once: the same batch cannot be re-authorised with other figures, nor an overlapping scope.
         with pytest.raises(psycopg.errors.UniqueViolation):
-            _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci, pci_digest)
+            _authorize(conn, "audit.events.pci-audit.x", old, ["pci"], pci + 1, "0" * 64)
         with pytest.raises(psycopg.errors.ExclusionViolation, match="overlaps"):
             _authorize(conn, "audit.events.pci-audit.y", old, ["pci"], pci, pci_digest)
         assert _count(admin_audit) == total
@@ -183,7 +211,10 @@ def test_a_batch_is_purged_only_with_its_verified_digest_and_exactly_its_rows(
                 "SELECT audit.purge_batch('audit.events.security-audit.x', 'audit.events.security-audit.x#1', '{}')"
             )
     assert _count(admin_audit) == total - sec
-    assert _count(admin_audit, "occurred_at >= %s AND occurred_at < %s AND standard = 'pci'", (lo, hi)) == pci
+    assert (
+        _count(admin_audit, "occurred_at >= %s AND occurred_at < %s AND standard = 'pci'", (lo, hi))
+        == pci + 1
+    )
     log = admin_audit.execute(
         "SELECT batch_id, method, rows, detail FROM audit.purge_log WHERE purge_id = 'audit.events.security-audit.x#1'"
     ).fetchone()
@@ -266,6 +297,27 @@ def test_a_partition_is_dropped_only_when_every_row_is_a_verified_batch_row(
         with pytest.raises(psycopg.errors.DataException, match="not covered by a verified batch"):
             conn.execute("SELECT audit.drop_partition_authorized(%s, %s, '{}')", (old, ["b.pci", "b.sec"]))
         _authorize(conn, "b.hipaa", old, scopes["hipaa"], *figures["hipaa"])
+        checked = conn.execute(
+            "SELECT count(*) FROM audit.purge_authorizations WHERE db_checked_at IS NOT NULL"
+        ).fetchone()[0]
+        assert checked == 3  # each digest checked once, by the authorisation: the drop counts rows
+        # A row added to the month after the check is caught by the counts, under the partition's lock.
+        late = uuid.uuid4()
+        with pg_connect("audit_writer") as writer:
+            writer.execute(
+                "INSERT INTO audit.events (id, occurred_at, source, seq, standard, row_hash) "
+                "VALUES (%s, %s, 'billing', %s, 'hipaa', %s)",
+                (late, _bounds(old)[0] + timedelta(days=4), 10**9, b"\x00" * 32),
+            )
+            writer.commit()
+        with pytest.raises(psycopg.errors.DataException, match="batches verified"):
+            conn.execute(
+                "SELECT audit.drop_partition_authorized(%s, %s, '{}')", (old, ["b.pci", "b.sec", "b.hipaa"])
+            )
+        assert admin_audit.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is not None
+        with admin_audit.transaction():  # the schema owner takes the late row out again (test setup only)
+            admin_audit.execute("SET LOCAL session_replication_role = replica")
+            admin_audit.execute("DELETE FROM audit.events WHERE id = %s", (late,))
         n = conn.execute(
             "SELECT audit.drop_partition_authorized(%s, %s, '{}')", (old, ["b.pci", "b.sec", "b.hipaa"])
         ).fetchone()[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from attestly.archive.schema import CONTENT_HASH_DEFINITION
+from attestly.archive.schema import BLOCK_DIGEST_DEFINITION, CONTENT_HASH_DEFINITION
 from attestly.evidence import EvidenceItem, Finding, Method, Population
 
 if TYPE_CHECKING:
@@ -57,6 +57,11 @@ def build_manifest(ctx: ArchiveContext, batch: Batch) -> dict[str, Any]:
             "algorithm": "sha256",
             "definition": CONTENT_HASH_DEFINITION,
             "value": archive["content_hash"],
+        },
+        "block_digest": {
+            "algorithm": "sha256",
+            "definition": BLOCK_DIGEST_DEFINITION,
+            "value": archive.get("block_digest"),
         },
         "min_id": archive["min_id"],
         "max_id": archive["max_id"],

@@ -6,14 +6,17 @@ Per (source table, month), on the ``audit_archiver`` connection:
 1. every active legal hold is mirrored into the audit database (``audit.place_hold``), which enforces
    them on its own; a hold released in ``attestly_db`` but not yet in the audit database keeps its rows
    (the custodian releases there: ``attestly hold release`` again);
-2. each verified batch is *authorised* (``audit.authorize_purge``, once): its scope, the row count and
-   block digest of the decrypted archive, and the archive object's key, version and SHA-256. The audit
-   database refuses an authorisation whose rows are inside its online floor (by its own clock);
+2. each verified batch is *authorised* (``audit.authorize_purge``, once; usually already during its
+   verification, see :mod:`attestly.archive.verify`): its scope, the row count and block digest of the
+   archive, and the archive object's key, version and SHA-256. The audit database recomputes the count
+   and digest of the scope's rows itself and refuses unless they are those, and refuses an authorisation
+   whose rows are inside its online floor (by its own clock);
 3. in one transaction: if the whole month's partition belongs to this run's first-round batches, it is
-   dropped (``audit.drop_partition_authorized``); otherwise each batch is purged
-   (``audit.purge_batch``). Either way the database recomputes the digest of the rows it deletes and
-   refuses unless it equals the verified one, keeps rows under hold (a later round purges them once
-   released), and logs every purge in ``audit.purge_log``;
+   dropped (``audit.drop_partition_authorized``: every row covered, each batch's checked row count
+   unchanged under the partition lock — the table is append-only); otherwise each batch is purged
+   (``audit.purge_batch``, which hashes the rows as it deletes them and undoes the delete unless they
+   are exactly the authorised ones). Either way rows under hold stay (a later round purges them once
+   released), and every purge is logged in ``audit.purge_log``;
 4. after a crash between the commit and the journal, the next run finds the purge in that log and
    journals it — a purge is never repeated and never lost.
 

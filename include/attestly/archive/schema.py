@@ -41,7 +41,8 @@ HASH_BLOCK_ROWS = 16_384
 CONTENT_HASH_DEFINITION = (
     "sha256 over '<id>:<row_hash hex>\\n' for every row in ORDER BY id (empty hash text for NULL row_hash)"
 )
-#: The digest the audit database recomputes when it purges (audit.scope_figures): the same lines in blocks
+#: The digest the audit database recomputes when it authorises a purge (audit.scope_figures) and when it
+#: deletes rows (audit.purge_batch): the same lines in blocks
 #: of HASH_BLOCK_ROWS, hashed per block, then hashed together — computable block by block in SQL.
 BLOCK_DIGEST_DEFINITION = (
     "sha256 over the concatenated sha256 of each block of 16384 consecutive content-hash lines "

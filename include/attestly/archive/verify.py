@@ -10,7 +10,15 @@ batch stays unpurged):
 3. the Parquet inside belongs to this batch and key, and its rows give the batch figures: row count,
    content hash, min/max id (its row groups are decoded as the object streams past, in the same read as
    check 2: the object is downloaded once, and only its footer is read ahead by a ranged read);
-4. the database, read now, gives the same figures for the batch's rows (computed in SQL and streamed);
+4. the database holds exactly these rows: while the object is read back, the batch is authorised for
+   purge with the figures recorded at export (``audit.authorize_purge``), and the audit database
+   recomputes the row count and block digest of the batch's rows itself and refuses unless they are those
+   figures. That is the one database-side recompute of the batch: the purge then relies on it (a whole
+   partition is dropped on its row counts, rows are hashed as they are deleted — see
+   ``db/migrations/audit/0005_check_once.sql``). When the batch cannot be authorised yet (its rows are
+   inside the audit database's online floor, or the upload was adopted after a crash and its export
+   figures were not recorded), the database's figures are computed read-only instead (streamed in SQL)
+   and the purge authorises it later;
 5. the figures recorded at export time (when recorded) are the same again.
 """
 
@@ -23,6 +31,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from attestly import failpoints
 from attestly.archive.crypto import ArchiveFormatError, RandomAccessDecryptor, decrypt_stream
 from attestly.archive.errors import ArchiveError, VerificationMismatch
 from attestly.archive.export import FORMAT_VERSION, Prefetched, scope_where
@@ -34,7 +43,6 @@ if TYPE_CHECKING:
 
     from attestly.archive.context import ArchiveContext
     from attestly.archive.journal import Batch
-    from attestly.archive.schema import TableLayout
     from attestly.keys import DataKey
 
 _COMPARED = ("rows", "content_hash", "block_digest", "min_id", "max_id")
@@ -93,10 +101,10 @@ def verify_batch(
     problems: list[str] = []
     layout = ctx.layout
     where, params = scope_where(layout, batch)
-    # The database computes its figures (a sort and a hash stream) on its own connection while this
+    # The database checks the batch's rows (a sort and a hash, in SQL) on its own connection while this
     # process reads the object back: the two sides overlap instead of queueing.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-verify-db")
-    db_future = pool.submit(_database_side, ctx.reader_conn_id, layout, where, params)
+    db_future = pool.submit(_database_side, ctx, batch, uploaded, where, params)
     try:
         archive, figures, details = _archive_side(
             ctx, batch, uploaded=uploaded, data_key=data_key, problems=problems
@@ -104,8 +112,11 @@ def verify_batch(
         db = db_future.result()
     finally:
         pool.shutdown(wait=True)
+    failpoints.hit("archive.after_authorize_before_verified")
+    if "refused" in db:
+        problems.append(f"database: {db['refused']}")
     for field in _COMPARED:
-        if archive[field] != db[field]:
+        if field in db and archive[field] != db[field]:
             problems.append(f"{field}: archive {archive[field]!r} != database {db[field]!r}")
     exported = uploaded.get("exported")
     if exported:
@@ -117,12 +128,62 @@ def verify_batch(
     return {"archive": archive, "database": db, **details}, figures
 
 
-def _database_side(conn_id: str, layout: TableLayout, where: Any, params: list[Any]) -> dict[str, Any]:
+def _database_side(
+    ctx: ArchiveContext, batch: Batch, uploaded: dict[str, Any], where: Any, params: list[Any]
+) -> dict[str, Any]:
+    """The database's figures of the batch's rows (check 4): the authorisation's recompute, or a read-only
+    one when the batch cannot be authorised yet. A refusal other than a mismatch is returned as
+    ``{"refused": message}``."""
+    import psycopg
+
     from attestly.archive.context import connect_audit
 
-    with connect_audit(conn_id) as conn, conn.transaction():
+    exported = uploaded.get("exported") or {}
+    if "block_digest" in exported and uploaded.get("object_sha256"):
+        with connect_audit(ctx.archiver_conn_id) as conn:
+            try:
+                conn.execute(
+                    "SELECT audit.authorize_purge(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        batch.batch_id,
+                        batch.period_start,
+                        batch.period_end,
+                        list(batch.selector_values),
+                        int(exported["rows"]),
+                        exported["block_digest"],
+                        batch.bucket,
+                        batch.object_key,
+                        str(uploaded["version_id"]),
+                        uploaded["object_sha256"],
+                    ),
+                )
+                row = conn.execute(
+                    "SELECT db_rows, db_digest, db_checked_at FROM audit.purge_authorizations "
+                    "WHERE batch_id = %s",
+                    (batch.batch_id,),
+                ).fetchone()
+                conn.commit()
+            except psycopg.errors.DataException as exc:  # the database does not hold the exported rows
+                conn.rollback()
+                found = json.loads(exc.diag.message_detail or "{}")
+                return {"rows": found.get("rows"), "block_digest": found.get("digest")}
+            except psycopg.errors.InsufficientPrivilege:
+                conn.rollback()  # inside the online floor: not yet; checked read-only below
+                row = None
+            except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
+                conn.rollback()
+                diag = exc.diag.message_primary or str(exc)
+                return {"refused": diag}
+        if row is not None and row[2] is not None:
+            return {
+                "rows": int(row[0]),
+                "block_digest": str(row[1]),
+                "checked_by": "audit.authorize_purge",
+                "checked_at": row[2].isoformat(),
+            }
+    with connect_audit(ctx.reader_conn_id) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return database_figures(conn, layout, where, params)
+        return {**database_figures(conn, ctx.layout, where, params), "checked_by": "read-only recompute"}
 
 
 def _archive_side(
