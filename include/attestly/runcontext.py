@@ -57,6 +57,8 @@ class RunContext:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     part_size: int = DEFAULT_PART_SIZE
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+    attestly_conn_id: str = "attestly_db"
+    aws_conn_id: str = "aws_default"
     _reader: psycopg.Connection[Any] | None = field(default=None, repr=False)
     _layout: TableLayout | None = field(default=None, repr=False)
 
@@ -104,6 +106,24 @@ class RunContext:
             chunk_size=chunk_size,
             part_size=part_size,
             row_group_rows=row_group_rows,
+            attestly_conn_id=attestly_conn_id,
+            aws_conn_id=aws_conn_id,
+        )
+
+    def sibling(self) -> RunContext:
+        """A second context of the same run, with connections of its own (for a batch worker thread:
+        a psycopg connection carries one transaction at a time)."""
+        return RunContext.open(
+            run_id=self.run_id,
+            airflow=self.airflow,
+            bucket=self.store.bucket,
+            attestly_conn_id=self.attestly_conn_id,
+            aws_conn_id=self.aws_conn_id,
+            reader_conn_id=self.reader_conn_id,
+            archiver_conn_id=self.archiver_conn_id,
+            chunk_size=self.chunk_size,
+            part_size=self.part_size,
+            row_group_rows=self.row_group_rows,
         )
 
     def close(self) -> None:

@@ -49,6 +49,10 @@ def _state_after_kill(failpoint: str, bucket: str, original: dict[str, tuple[str
         assert len(versions) == 1 and set(states) == {"planned"}
     elif failpoint == "archive.after_journal_uploaded":
         assert states["uploaded"] == 1 and len(versions) == 1
+    elif failpoint == "archive.after_authorize_before_verified":
+        # The audit database checked and authorised the batch, which is still only uploaded.
+        assert states["uploaded"] == 1 and not states["verified"] and rows_now == len(original)
+        assert _authorizations() == 1
     elif failpoint == "archive.after_verify":
         assert states["verified"] == 1 and rows_now == len(original)
     elif failpoint == "archive.mid_purge_before_commit":
@@ -57,6 +61,13 @@ def _state_after_kill(failpoint: str, bucket: str, original: dict[str, tuple[str
         assert not states["purged"] and rows_now < len(original)
     elif failpoint == "archive.after_purge_before_evidence":
         assert states["purged"] >= 1 and kinds["archive"] == 0 and rows_now < len(original)
+
+
+def _authorizations() -> int:
+    from attestly.connections import pg_connect
+
+    with pg_connect("audit_db") as conn:
+        return int(conn.execute("SELECT count(*) FROM audit.purge_authorizations").fetchone()[0])
 
 
 def _ledger_kinds() -> tuple[tuple[int, str], Counter[str]]:
@@ -97,3 +108,27 @@ def test_killed_at_failpoint_then_rerun_loses_and_duplicates_nothing(
     assert object_versions(archive_env) == versions
     assert _ledger_kinds() == (head, kinds)
     assert journal_states() == states
+
+
+#: Killed while two batches are archived at a time (``--workers 2``): mid-upload of one while the other
+#: verifies, between the database's check and the journal, and after a verification.
+PARALLEL_CASES = ["archive.mid_upload", "archive.after_authorize_before_verified", "archive.after_verify"]
+
+
+@pytest.mark.parametrize("failpoint", PARALLEL_CASES)
+def test_two_batches_at_a_time_killed_then_rerun_loses_and_duplicates_nothing(
+    archive_env: str, failpoint: str
+) -> None:
+    seed_backlog(hipaa=True)
+    original = audit_rows()
+    killed = run_archive(env={"ATTESTLY_FAILPOINTS": failpoint}, workers=2)
+    assert killed.returncode == EXIT_CODE, killed.stdout[-2000:] + killed.stderr[-3000:]
+    assert len(audit_rows()) == len(original)  # killed before any purge
+
+    again = run_archive(workers=2)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    archived = assert_nothing_lost(original, archive_env)
+    assert len(archived) == 3 and set(journal_states().values()) == {"purged"}
+    _head, kinds = _ledger_kinds()
+    assert kinds["archive"] == kinds["evidence"] == 3
+    assert _authorizations() == 3

@@ -69,10 +69,20 @@ def archive_env(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     return bucket
 
 
-def run_archive(as_of: date = TODAY, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_archive(
+    as_of: date = TODAY, env: dict[str, str] | None = None, workers: int = 1
+) -> subprocess.CompletedProcess[str]:
     """``python -m attestly.archive.runner --as-of`` in a fresh process (a kill there kills only it)."""
     return subprocess.run(
-        [sys.executable, "-m", "attestly.archive.runner", "--as-of", as_of.isoformat()],
+        [
+            sys.executable,
+            "-m",
+            "attestly.archive.runner",
+            "--as-of",
+            as_of.isoformat(),
+            "--workers",
+            str(workers),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -12,6 +12,7 @@ both, by design), one object version per batch, one manifest per purge.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -116,21 +117,67 @@ class BatchesOutcome:
             raise ArchiveRunFailed(self.failures)
 
 
-def archive_batches(ctx: ArchiveContext, batches: list[Batch]) -> BatchesOutcome:
+def archive_batches(ctx: ArchiveContext, batches: list[Batch], *, workers: int = 1) -> BatchesOutcome:
     """Upload and verify each batch (:func:`archive_batch`). A batch that fails does not stop the others;
-    the outcome lists the failures and the ``fail`` evidence recorded for verification mismatches."""
+    the outcome lists the failures and the ``fail`` evidence recorded for verification mismatches.
+
+    ``workers`` > 1 archives that many batches at a time, each worker thread on a context of its own
+    (:meth:`RunContext.sibling`): one batch's verification (read-back, and the database's recompute)
+    overlaps the next batch's export, as the DAG's mapped ``archive`` tasks do on several worker slots.
+    The journal's per-batch lock keeps each batch to one worker; memory is ``workers`` batches' worth."""
     failures: dict[str, str] = {}
     recorded: list[dict[str, Any]] = []
-    for batch in batches:
+
+    def one(on: ArchiveContext, batch: Batch) -> None:
         try:
-            archive_batch(ctx, batch)
+            archive_batch(on, batch)
         except VerificationMismatch as exc:
             failures[batch.batch_id] = str(exc)
             if exc.recorded is not None:
                 recorded.append(exc.recorded)
         except ArchiveError as exc:
             failures[batch.batch_id] = str(exc)
+
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            one(ctx, batch)
+    else:
+        _in_parallel(ctx, batches, min(workers, len(batches)), one)
     return BatchesOutcome(states=states(ctx, batches), failures=failures, recorded=recorded)
+
+
+def _in_parallel(
+    ctx: ArchiveContext, batches: list[Batch], workers: int, one: Callable[[ArchiveContext, Batch], None]
+) -> None:
+    """Run ``one`` over ``batches`` on ``workers`` threads, each with its own context, batches taken in
+    order; an unexpected error stops the workers taking new batches and is raised once all have stopped."""
+    import queue
+    import threading
+
+    todo: queue.SimpleQueue[Batch] = queue.SimpleQueue()
+    for batch in batches:
+        todo.put(batch)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with ctx.sibling() as own:
+                while not errors:
+                    try:
+                        batch = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    one(own, batch)
+        except BaseException as exc:  # raised in the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, name=f"archive-batch-{i}") for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def purge_due(ctx: ArchiveContext, batches: list[Batch]) -> list[dict[str, Any]]:
@@ -172,12 +219,12 @@ def states(ctx: ArchiveContext, batches: list[Batch]) -> dict[str, str]:
     return {b.batch_id: current[b.batch_id].state if b.batch_id in current else "none" for b in batches}
 
 
-def run_all(ctx: ArchiveContext, *, as_of: date) -> dict[str, Any]:
-    """Plan, archive, purge and record everything due at ``as_of``. Raises :class:`ArchiveRunFailed` at
-    the end if any batch failed (the others are done)."""
+def run_all(ctx: ArchiveContext, *, as_of: date, workers: int = 1) -> dict[str, Any]:
+    """Plan, archive (``workers`` batches at a time), purge and record everything due at ``as_of``.
+    Raises :class:`ArchiveRunFailed` at the end if any batch failed (the others are done)."""
     planned = plan_due(ctx, as_of=as_of)
     batches = list(planned.batches)
-    archived = archive_batches(ctx, batches)
+    archived = archive_batches(ctx, batches, workers=workers)
     failures = dict(archived.failures)
     purged: list[dict[str, Any]] = []
     try:
@@ -214,12 +261,20 @@ def main(argv: list[str] | None = None) -> int:
         "--as-of", type=date.fromisoformat, required=True, help="archive what is due at this date"
     )
     parser.add_argument("--run-id", default="manual")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="batches archived at a time, each on its own connections (default 1)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     from attestly.clock import ClockUntrusted, FutureDatedRun
 
     with ArchiveContext.open(run_id=args.run_id) as ctx:
         try:
-            summary = run_all(ctx, as_of=args.as_of)
+            summary = run_all(ctx, as_of=args.as_of, workers=args.workers)
         except (FutureDatedRun, ClockUntrusted) as exc:
             print(f"archive refused: {exc}", file=sys.stderr)
             return 2
