@@ -202,6 +202,46 @@ def test_a_verification_mismatch_fails_loudly_and_purges_nothing(archive_env: st
     assert len(fails) == 1 and fails[0]["collector"] == "archive.manifest"
 
 
+def test_a_batch_inside_the_database_floor_is_verified_read_only_and_purged_once_out_of_it(
+    archive_env: str,
+) -> None:
+    """The audit database's own online floor is longer than the policy's: verification cannot authorise
+    the purge yet, so it compares with a read-only recompute; the purge is refused and the rows stay. Once
+    the floor is back, the purge authorises (the database recomputes then) and the month goes."""
+    seed_backlog(hipaa=False, recent=False)
+    original = audit_rows()
+    with admin("audit") as conn:
+        floor = conn.execute("SELECT online_months FROM audit.retention_floor").fetchone()[0]
+        conn.execute("SET ROLE audit_owner")
+        conn.execute("UPDATE audit.retention_floor SET online_months = 120")
+    try:
+        refused = run_archive()
+        assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-3000:]
+        assert "inside the online floor" in refused.stdout + refused.stderr
+        assert set(journal_states().values()) == {"verified"} and audit_rows() == original
+        with ArchiveContext.open() as ctx:
+            verified = ctx.journal.last_in_state(PCI, "verified")
+        assert verified is not None
+        database = verified.details["database"]
+        assert database["checked_by"] == "read-only recompute"
+        assert database["block_digest"] == verified.details["archive"]["block_digest"]
+        with pg_connect("audit_db") as conn:
+            assert conn.execute("SELECT count(*) FROM audit.purge_authorizations").fetchone()[0] == 0
+    finally:
+        with admin("audit") as conn:
+            conn.execute("SET ROLE audit_owner")
+            conn.execute("UPDATE audit.retention_floor SET online_months = %s", (floor,))
+    again = run_archive()
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert set(journal_states().values()) == {"purged"}
+    assert_nothing_lost(original, archive_env)
+    with pg_connect("audit_db") as conn:
+        checked = conn.execute(
+            "SELECT count(*) FROM audit.purge_authorizations WHERE db_checked_at IS NOT NULL"
+        ).fetchone()[0]
+    assert checked == 2  # authorised by the purge this time, the database recomputing then
+
+
 def test_legal_hold_keeps_rows_online_and_locks_the_object_until_released(
     archive_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
