@@ -176,9 +176,19 @@ def measure(objects: int, concurrency: int) -> dict[str, Any]:
 
 
 def run(*, objects: int = 10_000, large: int | None = 100_000, concurrency: int = 16) -> list[Figure]:
+    from attestly import config
+    from attestly_dev.stack import core
+
+    os.environ["ATTESTLY_HOME"] = str(config.project_dir() / ".attestly" / "bench-verify")
+    services = core.status()["services"]
+    was_up = all(services.get(name, {}).get("healthy") for name in ("postgres", "moto"))
     bench_stack("verify")
-    sizes = [objects] + ([large] if large and large > objects else [])
-    results = [measure(n, concurrency) for n in sizes]
+    try:
+        sizes = [objects] + ([large] if large and large > objects else [])
+        results = [measure(n, concurrency) for n in sizes]
+    finally:
+        if not was_up:
+            core.down()  # leave the machine as found: stop what this run started
     figures = []
     for r in results:
         n = r["objects"]
