@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -191,12 +191,78 @@ class Ledger:
             )
         return LedgerEntry(seq, kind, at, body, prev, ehash, ENTRY_FORMAT), True
 
+    def append_many(
+        self, entries: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[tuple[LedgerEntry, bool]]:
+        """Append ``(kind, body, dedupe_key)`` entries in one transaction, under the same lock as
+        :meth:`append`: the rows (seq, recorded_at, body, dedupe_key, prev_hash, entry_hash, format) are
+        exactly those the same calls to :meth:`append` in a row would write, and a ``dedupe_key`` already
+        in the ledger, or earlier in ``entries``, returns that entry with ``created`` False. Unlike
+        repeated :meth:`append`, all or nothing: nothing is written if any entry fails. For bulk loads
+        (the benchmarks); one transaction per call, so callers bound its size."""
+        from psycopg.types.json import Jsonb
+
+        for _, body, _ in entries:
+            canonical_json(body)  # refuse what cannot be canonical before taking the lock
+        out: list[tuple[LedgerEntry, bool]] = []
+        rows: list[tuple[Any, ...]] = []
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            keys = sorted({k for _, _, k in entries if k is not None})
+            known: dict[str, LedgerEntry] = {}
+            if keys:
+                for row in self.conn.execute(
+                    f"SELECT {_COLUMNS}, dedupe_key FROM attestly.ledger WHERE dedupe_key = ANY(%s)", (keys,)
+                ):
+                    known[row[-1]] = _row_to_entry(row[:-1])
+            last = self.conn.execute(
+                "SELECT seq, entry_hash FROM attestly.ledger ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (int(last[0]), last[1]) if last else (0, GENESIS)
+            for kind, body, dedupe_key in entries:
+                if dedupe_key is not None and dedupe_key in known:
+                    out.append((known[dedupe_key], False))
+                    continue
+                seq += 1
+                at = datetime.now(UTC)
+                # Round-trip through PostgreSQL's microsecond precision before hashing (as in append).
+                at = at.replace(microsecond=at.microsecond)
+                ehash = LedgerEntry(seq, kind, at, body, prev, "", ENTRY_FORMAT).recompute()
+                entry = LedgerEntry(seq, kind, at, body, prev, ehash, ENTRY_FORMAT)
+                rows.append((seq, kind, at, Jsonb(body), dedupe_key, prev, ehash, ENTRY_FORMAT))
+                if dedupe_key is not None:
+                    known[dedupe_key] = entry
+                out.append((entry, True))
+                prev = ehash
+            if rows:
+                with self.conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO attestly.ledger (seq, kind, recorded_at, body, dedupe_key, prev_hash, "
+                        "entry_hash, format) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        rows,
+                    )
+        return out
+
+    @staticmethod
+    def _evidence_entry(
+        item_sha256: str, stored: StoredObject, summary: dict[str, Any], observation: str
+    ) -> tuple[str, dict[str, Any], str]:
+        body = {**summary, **stored.to_dict(), "sha256": item_sha256, "observation": observation}
+        return "evidence", body, f"evidence:{observation}"
+
     def record_evidence(
         self, item_sha256: str, stored: StoredObject, summary: dict[str, Any], *, observation: str
     ) -> tuple[LedgerEntry, bool]:
         """Ledger an evidence object, once per observation (see ``EvidenceItem.observation_sha256``)."""
-        body = {**summary, **stored.to_dict(), "sha256": item_sha256, "observation": observation}
-        return self.append("evidence", body, dedupe_key=f"evidence:{observation}")
+        kind, body, dedupe_key = self._evidence_entry(item_sha256, stored, summary, observation)
+        return self.append(kind, body, dedupe_key=dedupe_key)
+
+    def record_evidence_many(
+        self, records: Iterable[tuple[str, StoredObject, dict[str, Any], str]]
+    ) -> list[tuple[LedgerEntry, bool]]:
+        """:meth:`record_evidence` for each ``(item_sha256, stored, summary, observation)``, in one
+        transaction (:meth:`append_many`): the same entries, byte for byte, as calling it once per record."""
+        return self.append_many([self._evidence_entry(*r) for r in records])
 
     def find(self, dedupe_key: str) -> LedgerEntry | None:
         """The entry appended with ``dedupe_key``, if any."""

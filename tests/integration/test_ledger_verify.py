@@ -147,6 +147,64 @@ def test_recording_and_sealing_are_idempotent(world: World) -> None:
     assert len(versions) == 10  # identical content stored once
 
 
+def test_record_evidence_many_writes_exactly_what_record_evidence_writes(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch path (one transaction) and the one-at-a-time path, on the same ledger and the same clock,
+    leave byte-identical rows (seq, recorded_at, body, dedupe_key, prev_hash, entry_hash, format) and
+    return the same entries, including an observation already ledgered and one repeated in the batch."""
+    import attestly.ledger as ledger_module
+    from attestly.recording import evidence_summary
+    from attestly.store import StoredObject
+
+    class Clock(datetime):
+        ticks = 0
+
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            cls.ticks += 1
+            return datetime(2026, 5, 1, tzinfo=UTC) + timedelta(microseconds=1001 * cls.ticks)
+
+    monkeypatch.setattr(ledger_module, "datetime", Clock)
+    items = [_item(n) for n in range(6)]
+    records = [
+        (
+            item.sha256,
+            StoredObject(item.object_key, f"v{n}", item.sha256, 100 + n, DAY, "COMPLIANCE", True),
+            evidence_summary(item),
+            item.observation_sha256,
+        )
+        for n, item in enumerate(items)
+    ]
+    batch = [*records[1:], records[2], records[0]]  # one repeated in the batch, one ledgered before
+
+    def ledger_after(batched: bool) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        recreate_database("attestly")
+        Clock.ticks = 0
+        with Ledger.connect() as ledger:
+            ledger.append("note", {"what": "before"}, dedupe_key="note:1")
+            sha, stored, summary, observation = records[0]
+            ledger.record_evidence(sha, stored, summary, observation=observation)
+            if batched:
+                out = ledger.record_evidence_many(batch)
+            else:
+                out = [ledger.record_evidence(s, o, m, observation=ob) for s, o, m, ob in batch]
+            assert ledger.check_chain() == []
+        with psycopg.connect(_admin("attestly")) as conn:
+            rows = conn.execute(
+                "SELECT seq, kind, recorded_at, body::text, dedupe_key, prev_hash, entry_hash, format "
+                "FROM attestly.ledger ORDER BY seq"
+            ).fetchall()
+        return out, rows
+
+    one_by_one, rows_one = ledger_after(batched=False)
+    many, rows_many = ledger_after(batched=True)
+    assert rows_many == rows_one
+    assert len(rows_one) == 2 + 5
+    assert many == one_by_one
+    assert [created for _, created in many] == [True] * 5 + [False, False]
+
+
 def test_a_new_version_over_an_evidence_key_is_reported(world: World) -> None:
     key = f"objects/sha256/{world.shas[3]}.json"
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=b'{"forged": true}')
