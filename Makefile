@@ -54,8 +54,10 @@ airflow: setup system-deps-runtime ## run Airflow on the local stack (EXECUTOR=c
 	@if [ "$(EXECUTOR)" = celery ]; then bash scripts/system-deps.sh redis-server; fi
 	$(BIN)/python -m attestly_dev.stack.airflow_services --executor $(EXECUTOR) --workers $(WORKERS)
 
-test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack (not the slow ones)
-	$(BIN)/pytest -m "not slow" --durations=10
+# pytest-xdist workers, each a session with its own local stack (TEST_WORKERS=0: one process, serially).
+TEST_WORKERS ?= 2
+test: setup system-deps ## unit, DAG-policy and integration tests on the real local stack, 2 workers (not the slow ones)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not slow" --durations=10
 
 test-all: setup system-deps setup-prowler ## everything, including the ~10-minute scheduler-driven backfill
 	$(BIN)/pytest

@@ -2,6 +2,10 @@
 
 Integration tests talk to a real PostgreSQL server, a real moto server over HTTP and a real SMTP
 server; nothing is patched in process. The stack is started once (a few seconds) and stopped at the end.
+
+Under pytest-xdist (`make test` runs ``-n 2``) every worker is a session of its own: its own stack, in its
+own ATTESTLY_HOME, on its own free ports. Each module runs whole on one worker (``--dist loadscope`` in
+pyproject.toml), so a module's fixtures are built once and see only their own stack.
 """
 
 from __future__ import annotations
@@ -11,6 +15,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+#: The modules that take minutes (serial timings, longest first). Under xdist they are handed out first, so
+#: that the longest is not the last to start while the other worker idles; the rest keep their order.
+LONGEST_FIRST = (
+    "tests/integration/test_reports.py",
+    "tests/integration/test_evidence_dag.py",
+    "tests/integration/test_archive_dag.py",
+    "tests/integration/test_runtime_env.py",
+    "tests/integration/test_disposal_dag.py",
+    "tests/integration/test_archive_failpoints.py",
+    "tests/integration/test_disposal_failpoints.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a serial run keeps pytest's order
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +47,8 @@ def stack() -> Iterator[dict[str, str]]:
     from attestly_dev.stack import core
 
     given = os.environ.get("ATTESTLY_TEST_HOME")
+    if given and os.environ.get("PYTEST_XDIST_WORKER"):
+        given = f"{given}-{os.environ['PYTEST_XDIST_WORKER']}"  # one home per worker: gw0, gw1, ...
     home = Path(given) if given else Path(tempfile.mkdtemp(prefix="attestly-test-"))
     saved = dict(os.environ)
     os.environ["ATTESTLY_HOME"] = str(home)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import recreate_database
+
 pytestmark = pytest.mark.integration
 
 CONTROL = "soc2:CC7.1"
@@ -68,7 +70,10 @@ def _count(kind: str) -> int:
 @pytest.fixture(scope="module")
 def items(stack: dict[str, str]) -> dict[str, str]:
     """February 2019 in the module's account: us-east-1 fails on the 3rd and 4th (the bucket is not
-    encrypted), passes on the 2nd (before) and the 6th (after); eu-west-1 passes on the 5th."""
+    encrypted), passes on the 2nd (before) and the 6th (after); eu-west-1 passes on the 5th. In a fresh
+    ledger: what an earlier module on this stack left in it may name objects in that module's own bucket
+    (the shipped policy's entry among them), which the reports rendered here could not read."""
+    recreate_database("attestly")
     return {
         "pass_before": _item(date(2019, 2, 2), "pass", [(BAD_BUCKET, "pass")]),
         "fail_1": _item(date(2019, 2, 3), "fail", [(BAD_BUCKET, "fail"), ("arn:aws:s3:::w19b-ok", "pass")]),
@@ -176,7 +181,7 @@ def test_finding_lifecycle_and_the_reports(items: dict[str, str], tmp_path: Path
         "report", "render", "--framework", "soc2", "--control", CONTROL, "--from", "2019-02-01",
         "--to", "2019-02-28", "--formats", "json,html", "--out", str(tmp_path / "open"), "--json",
     )  # fmt: skip
-    assert rendered.returncode in (0, 1), rendered.stderr
+    assert rendered.returncode in (0, 1) and rendered.stdout, rendered.stderr[-3000:]
     target = Path(json.loads(rendered.stdout)[0]["out"])
     report = json.loads((target / "controls" / "soc2_CC7.1.json").read_bytes())
     by_id = {x["exception_id"]: x for x in report["exception_responses"]}

@@ -26,6 +26,7 @@ import pytest
 
 from attestly.ledger import Ledger
 from attestly.reports import Bundle, ReportRequest, publish, render_reports
+from tests.conftest import recreate_database
 from tests.integration.test_reports_seed import (
     DATA_SECRET,
     EXPECTED,
@@ -60,6 +61,9 @@ def _render(frameworks: list[str], formats: tuple[str, ...] = ("html", "pdf", "j
 
 @pytest.fixture(scope="module")
 def quarter(stack: dict[str, str]) -> Iterator[Seeded]:
+    """The seeded quarter, in a fresh ledger and a bucket of its own. Afterwards the ledger is re-created
+    empty: its entries (the shipped policy's among them) name objects in this module's bucket, which the
+    next module on this stack does not use (under xdist any module may follow this one)."""
     saved = os.environ.get("ATTESTLY_EVIDENCE_BUCKET")
     try:
         yield seed_quarter()
@@ -68,6 +72,7 @@ def quarter(stack: dict[str, str]) -> Iterator[Seeded]:
             os.environ.pop("ATTESTLY_EVIDENCE_BUCKET", None)
         else:
             os.environ["ATTESTLY_EVIDENCE_BUCKET"] = saved
+        recreate_database("attestly")
 
 
 @pytest.fixture(scope="module")
