@@ -127,6 +127,37 @@ def _refusal(exc: Exception) -> str:
     return str(getattr(diag, "message_primary", None) or exc)
 
 
+def authorize(
+    conn: psycopg.Connection[Any],
+    batch: Batch,
+    *,
+    rows: int,
+    block_digest: str,
+    bucket: str,
+    key: str,
+    version_id: str,
+    object_sha256: str,
+) -> None:
+    """``audit.authorize_purge`` for ``batch``: the audit database recomputes the count and block digest
+    of the batch's rows and records the authorisation only if they are these (idempotent; refusals are
+    raised as psycopg errors)."""
+    conn.execute(
+        "SELECT audit.authorize_purge(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            batch.batch_id,
+            batch.period_start,
+            batch.period_end,
+            list(batch.selector_values),
+            rows,
+            block_digest,
+            bucket,
+            key,
+            version_id,
+            object_sha256,
+        ),
+    )
+
+
 def _authorize(conn: psycopg.Connection[Any], ctx: ArchiveContext, batch: Batch) -> None:
     """Record in the audit database what the archive verified for ``batch`` (idempotent)."""
     verified = ctx.journal.last_in_state(batch.batch_id, "verified")
@@ -137,20 +168,15 @@ def _authorize(conn: psycopg.Connection[Any], ctx: ArchiveContext, batch: Batch)
         raise PurgeRefused(
             f"{batch.batch_id}: verified by an earlier version without a block digest; verify it again"
         )
-    conn.execute(
-        "SELECT audit.authorize_purge(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            batch.batch_id,
-            batch.period_start,
-            batch.period_end,
-            list(batch.selector_values),
-            int(archive["rows"]),
-            archive["block_digest"],
-            obj["bucket"],
-            obj["key"],
-            obj["version_id"],
-            obj["sha256"],
-        ),
+    authorize(
+        conn,
+        batch,
+        rows=int(archive["rows"]),
+        block_digest=archive["block_digest"],
+        bucket=obj["bucket"],
+        key=obj["key"],
+        version_id=obj["version_id"],
+        object_sha256=obj["sha256"],
     )
 
 

@@ -137,25 +137,21 @@ def _database_side(
     import psycopg
 
     from attestly.archive.context import connect_audit
+    from attestly.archive.purge import authorize
 
     exported = uploaded.get("exported") or {}
     if "block_digest" in exported and uploaded.get("object_sha256"):
         with connect_audit(ctx.archiver_conn_id) as conn:
             try:
-                conn.execute(
-                    "SELECT audit.authorize_purge(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        batch.batch_id,
-                        batch.period_start,
-                        batch.period_end,
-                        list(batch.selector_values),
-                        int(exported["rows"]),
-                        exported["block_digest"],
-                        batch.bucket,
-                        batch.object_key,
-                        str(uploaded["version_id"]),
-                        uploaded["object_sha256"],
-                    ),
+                authorize(
+                    conn,
+                    batch,
+                    rows=int(exported["rows"]),
+                    block_digest=exported["block_digest"],
+                    bucket=batch.bucket,
+                    key=batch.object_key,
+                    version_id=str(uploaded["version_id"]),
+                    object_sha256=uploaded["object_sha256"],
                 )
                 row = conn.execute(
                     "SELECT db_rows, db_digest, db_checked_at FROM audit.purge_authorizations "
